@@ -1,0 +1,38 @@
+"""Installs transjax, theory, experiments and configs (`pip install -e .[test]`)."""
+
+import setuptools
+
+setuptools.setup(
+    name="transjax",
+    version="0.1.0",
+    description=(
+        "JAX/Flax reproduction of 'Towards Understanding the Transferability of Deep "
+        "Representations' with a numerical verifier of its theorems."
+    ),
+    python_requires=">=3.11,<3.13",
+    packages=setuptools.find_packages(include=["transjax*", "theory*", "experiments*", "configs*"]),
+    install_requires=[
+        "jax>=0.10,<0.11",
+        "jaxlib>=0.10,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "chex>=0.1.92,<0.2",
+        "ml_collections>=1.1,<2",
+        "absl-py>=2.3,<3",
+        "numpy>=2.0,<3",
+        "scipy>=1.15,<2",
+        "matplotlib>=3.9,<4",
+        "scikit-learn>=1.6,<2",
+        "tensorflow-datasets>=4.9.9,<5",
+        # tfds.data_source needs it but does not declare it.
+        "importlib_resources>=6",
+        "h5py>=3.11,<4",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        # Optional: compare the torchvision weight mapping against PyTorch's own ops.
+        "torch": ["torch==2.13.0"],
+    },
+)
