@@ -1,0 +1,75 @@
+"""The functional core: a model as `(graphdef, params, state)` and the ONE pure loss.
+
+    graphdef, params, state = split(model)   # params: nnx.Param; state: BatchNorm stats
+    loss_fn = make_loss_fn(graphdef)
+    loss, aux = loss_fn(params, state, batch, train)
+
+`batch` is a mapping with "image" (B, H, W, C) float32 and "label" (B,) int32, and
+optionally "taps" (see `transjax.models.taps`). With train=True BatchNorm uses batch
+statistics and `aux["state"]` holds the updated running statistics; with train=False it
+uses the running statistics, so the loss is a deterministic function of `params`. Every
+analysis (Hessians, landscapes, gradient measurements) uses train=False.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+Batch = Mapping[str, Any]
+LossFn = Callable[[Any, Any, Batch, bool], tuple[jax.Array, dict[str, Any]]]
+
+
+def split(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+  """Splits a model into its graph, trainable parameters and the rest (BatchNorm stats)."""
+  return nnx.split(model, nnx.Param, ...)
+
+
+def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Module:
+  """Rebuilds a model; copies, so it is safe inside jit/grad (STYLE.md)."""
+  return nnx.merge(graphdef, params, state, copy=True)
+
+
+def make_apply_fn(graphdef: nnx.GraphDef):
+  """Returns `apply(params, state, images, train, taps=None) -> (logits, new_state)`."""
+
+  def apply(params, state, images, train: bool, taps=None):
+    model = merge(graphdef, params, state)
+    logits = model(images, train=train, taps=taps)
+    new_state = nnx.state(model, nnx.Not(nnx.Param)) if train else state
+    return logits, new_state
+
+  return apply
+
+
+def make_loss_fn(graphdef: nnx.GraphDef) -> LossFn:
+  """Returns the pure `loss_fn(params, state, batch, train) -> (loss, aux)`.
+
+  loss: mean softmax cross-entropy over the batch.
+  aux: "accuracy" (mean), "num_correct" and "loss_sum" (for exact dataset averages over
+  ragged batches), "logits", and "state" (new BatchNorm statistics in train mode, the
+  given state otherwise).
+  """
+  apply = make_apply_fn(graphdef)
+
+  def loss_fn(params, state, batch: Batch, train: bool):
+    logits, new_state = apply(params, state, batch["image"], train, batch.get("taps"))
+    labels = batch["label"]
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    aux = {
+        "accuracy": correct.mean(),
+        "num_correct": correct.sum(),
+        "loss_sum": losses.sum(),
+        "logits": logits,
+        "state": new_state,
+    }
+    return losses.mean(), aux
+
+  return loss_fn
