@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from transjax import data
-from transjax.data import transforms
 
 
 def find_data_dir() -> Path | None:

@@ -67,33 +67,33 @@ class Dataset:
         labels = np.asarray(self.labels)
         if images.ndim != 4:
             raise ValueError(
-                    f"Dataset {self.name!r}: images must be (N, H, W, C), got shape"
-                    f" {images.shape}.")
+                f"Dataset {self.name!r}: images must be (N, H, W, C), got shape"
+                f" {images.shape}.")
         if images.dtype not in (np.uint8, np.float32):
             raise ValueError(
-                    f"Dataset {self.name!r}: images must be uint8 or float32, got"
-                    f" {images.dtype}.")
+                f"Dataset {self.name!r}: images must be uint8 or float32, got"
+                f" {images.dtype}.")
         if labels.ndim != 1:
             raise ValueError(
-                    f"Dataset {self.name!r}: labels must be (N,), got shape {labels.shape}.")
+                f"Dataset {self.name!r}: labels must be (N,), got shape {labels.shape}.")
         if len(images) != len(labels):
             raise ValueError(
-                    f"Dataset {self.name!r}: {len(images)} images but {len(labels)} labels.")
+                f"Dataset {self.name!r}: {len(images)} images but {len(labels)} labels.")
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
-                    f"Dataset {self.name!r}: labels must be integers, got {labels.dtype}.")
+                f"Dataset {self.name!r}: labels must be integers, got {labels.dtype}.")
         labels = labels.astype(np.int32, copy=False)
         class_names = tuple(str(c) for c in self.class_names)
         if not class_names:
             raise ValueError(f"Dataset {self.name!r}: class_names is empty.")
         if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise ValueError(
-                    f"Dataset {self.name!r}: labels must lie in [0, {len(class_names)}),"
-                    f" got min {labels.min()} max {labels.max()}.")
+                f"Dataset {self.name!r}: labels must lie in [0, {len(class_names)}),"
+                f" got min {labels.min()} max {labels.max()}.")
         if not isinstance(self.provenance, Provenance):
             raise TypeError(
-                    f"Dataset {self.name!r}: provenance must be a Provenance, got"
-                    f" {type(self.provenance).__name__}.")
+                f"Dataset {self.name!r}: provenance must be a Provenance, got"
+                f" {type(self.provenance).__name__}.")
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "class_names", class_names)
@@ -113,7 +113,7 @@ class Dataset:
         """A copy with some fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def with_transform(self, transform_name: str, **changes: Any) -> "Dataset":
+    def with_transform(self, transform_name: str, /, **changes: Any) -> "Dataset":
         """A copy with `changes` applied and `transform_name` recorded in provenance."""
         provenance = changes.pop("provenance", self.provenance)
         provenance = dataclasses.replace(

@@ -13,6 +13,7 @@ dtype (uint8 results are rounded and clipped).
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -443,8 +444,5 @@ def apply_named(ds: Dataset, spec: str, seed: int) -> Dataset:
         return select_classes(ds, [int(v) if v.lstrip("-").isdigit() else v
                                    for v in items])
     if name == "stand_in":
-        provenance = ds.provenance.__class__(
-            source=ds.provenance.source, stand_in_for=arg,
-            transforms=ds.provenance.transforms)
-        return ds.replace(provenance=provenance)
+        return ds.replace(provenance=dataclasses.replace(ds.provenance, stand_in_for=arg))
     raise AssertionError(name)
