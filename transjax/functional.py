@@ -5,7 +5,8 @@
     loss, aux = loss_fn(params, state, batch, train)
 
 `batch` is a mapping with "image" (B, H, W, C) float32 and "label" (B,) int32, and
-optionally "taps" (see `transjax.models.taps`). With train=True BatchNorm uses batch
+optionally "weight" (B,) float32 (0 for padding examples, so a ragged last batch can be
+padded to a compiled shape) and "taps" (see `transjax.models.taps`). With train=True BatchNorm uses batch
 statistics and `aux["state"]` holds the updated running statistics; with train=False it
 uses the running statistics, so the loss is a deterministic function of `params`. Every
 analysis (Hessians, landscapes, gradient measurements) uses train=False.
@@ -50,7 +51,7 @@ def make_apply_fn(graphdef: nnx.GraphDef):
 def make_loss_fn(graphdef: nnx.GraphDef) -> LossFn:
   """Returns the pure `loss_fn(params, state, batch, train) -> (loss, aux)`.
 
-  loss: mean softmax cross-entropy over the batch.
+  loss: mean softmax cross-entropy over the batch (weighted by batch["weight"] if given).
   aux: "accuracy" (mean), "num_correct" and "loss_sum" (for exact dataset averages over
   ragged batches), "logits", and "state" (new BatchNorm statistics in train mode, the
   given state otherwise).
@@ -63,13 +64,18 @@ def make_loss_fn(graphdef: nnx.GraphDef) -> LossFn:
     losses = optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    weight = batch.get("weight")
+    if weight is None:
+      weight = jnp.ones_like(losses)
+    count = jnp.maximum(weight.sum(), 1.0)
+    loss_sum = (losses * weight).sum()
     aux = {
-        "accuracy": correct.mean(),
-        "num_correct": correct.sum(),
-        "loss_sum": losses.sum(),
+        "accuracy": (correct * weight).sum() / count,
+        "num_correct": (correct * weight).sum(),
+        "loss_sum": loss_sum,
         "logits": logits,
         "state": new_state,
     }
-    return losses.mean(), aux
+    return loss_sum / count, aux
 
   return loss_fn

@@ -1,0 +1,33 @@
+"""The flags the training binaries share, and their one call into transjax.train."""
+
+from __future__ import annotations
+
+from absl import flags
+from ml_collections import config_flags
+
+from transjax import cli
+from transjax import train
+
+
+def define_flags(config_help: str):
+  config = config_flags.DEFINE_config_file(
+      "config", None,
+      config_help + " Any field can be overridden, e.g. --config.optim.lr=0.02 "
+      "--config.num_epochs=5 --config.data.data_dir=/path/to/data.",
+      lock_config=True)
+  workdir = flags.DEFINE_string(
+      "workdir", None,
+      "Run folder for config.json, metrics.jsonl, results.json, checkpoints/ and figures. "
+      "Running again with the same folder resumes from its last checkpoint.")
+  flags.mark_flags_as_required(["config", "workdir"])
+  return config, workdir
+
+
+def run(config, workdir: str) -> None:
+  cli.setup_logging()
+  results = cli.run_or_exit(train.train, config, workdir)
+  f = results["final"]
+  print(f"{results['name']} ({results['mode']}): train error {100 * f['train_error']:.2f}%  "
+        f"test error {100 * f['test_error']:.2f}%  deviation last layer "
+        f"{results['deviation']['last_layer']:.4f}  sum {results['deviation']['sum']:.4f}  "
+        f"-> {workdir}/results.json")

@@ -1,0 +1,145 @@
+"""The training-run config: its defaults, and validation before any heavy work.
+
+A config file (configs/*.py) starts from `training_defaults()` and overrides fields, so
+every run's `config.json` has the same keys. `validate` raises one `ConfigError` naming
+the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from transjax.data import spec as data_spec_lib
+from transjax.models import HEAD_KINDS, MODEL_NAMES
+
+MODES = ("scratch", "fixed", "finetune")
+SCHEDULES = ("constant", "step")
+NORMALIZATIONS = ("train", "imagenet", "none")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ConfigError(ValueError):
+  """A config key that is unknown or has a bad value."""
+
+
+def data_spec(name: str, split: str = "train", transforms: tuple[str, ...] = ()) -> dict:
+  """One dataset as the config names it (see `transjax.data.spec`)."""
+  return {"name": name, "split": split, "transforms": tuple(transforms)}
+
+
+def training_defaults() -> ml_collections.ConfigDict:
+  """Every key a training run reads, with the paper's LeNet protocol as defaults."""
+  c = ml_collections.ConfigDict()
+  c.name = "run"                     # free text, shown in reports
+  c.seed = 0                         # initialisation, data order and subsets
+  c.mode = "scratch"                 # scratch | fixed | finetune
+  c.init_from = ""                   # run dir of a pretraining run, or a torchvision .pth/.npz
+  c.init_which = "final"             # "final" or a checkpoint step of init_from
+  c.new_head = True                  # re-initialise the head `fc` (needed when classes differ)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "lenet"             # lenet | resnet18 | resnet50 | resnet_tiny
+  c.model.head = "linear"            # linear | mlp (the paper's BN + LeakyReLU 512-unit head)
+  c.model.input_size = 28            # images are padded/resized to this square size
+  c.model.in_channels = 1            # 1 grey, 3 RGB
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train = data_spec("digits", "train")
+  c.data.test = data_spec("digits", "test")
+  c.data.data_dir = ""               # local files; empty: $TRANSJAX_DATA_DIR
+  c.data.tfds_data_dir = ""          # TFDS prepared data; empty: <data_dir>/tfds or TFDS default
+  c.data.normalize = "train"         # train (per-channel stats of the training set) | imagenet | none
+  c.data.augment = False             # random crop (pad 4) + horizontal flip
+  c.data.max_eval_train = 10000      # training-set examples used for the logged training error
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 0.01
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.optim.nesterov = False
+  c.optim.schedule = "constant"      # constant | step
+  c.optim.decay_at = ()              # fractions of training (0..1) where lr *= decay_factor
+  c.optim.decay_factor = 0.1
+
+  c.batch_size = 64
+  c.eval_batch_size = 500
+  c.num_epochs = 100.0               # used when num_steps <= 0
+  c.num_steps = -1
+  c.log_every = 50                   # steps between progress lines and train-metric records
+  c.eval_every = 500                 # steps between test/train error and deviation records
+  c.checkpoint_every = 1000          # steps between checkpoints (a multiple of log_every)
+  c.keep_checkpoints = 3             # most recent checkpoints kept
+  c.keep_period = 0                  # also keep every checkpoint whose step is a multiple (0: none)
+  c.num_devices = 0                  # devices on the 'data' mesh axis (0: all)
+  return c
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+  raise ConfigError(f"config.{key} = {value!r} is not allowed; expected {allowed}.")
+
+
+def check_keys(config: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> None:
+  """Raises ConfigError for keys not in `defaults` (recursing into sub-configs)."""
+  for key, value in config.items():
+    if key not in defaults:
+      raise ConfigError(
+          f"Unknown config key {prefix + key!r}; valid keys here: {', '.join(sorted(defaults))}.")
+    default = defaults[key]
+    is_section = isinstance(default, (Mapping, ml_collections.ConfigDict))
+    if is_section and key not in ("train", "test"):
+      check_keys(value, default, prefix + key + ".")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every key and value of a training config; raises ConfigError."""
+  check_keys(config, training_defaults())
+  if config.mode not in MODES:
+    _fail("mode", config.mode, f"one of {MODES}")
+  if config.mode in ("fixed", "finetune") and not config.init_from:
+    raise ConfigError(f"config.mode = {config.mode!r} needs config.init_from "
+                      "(a pretraining run dir or a torchvision weights file).")
+  if config.mode == "fixed" and not config.new_head and not config.init_from:
+    raise ConfigError("config.mode = 'fixed' trains only the head; set config.new_head.")
+  if config.model.name not in MODEL_NAMES:
+    _fail("model.name", config.model.name, f"one of {MODEL_NAMES}")
+  if config.model.head not in HEAD_KINDS:
+    _fail("model.head", config.model.head, f"one of {HEAD_KINDS}")
+  if config.model.in_channels not in (1, 3):
+    _fail("model.in_channels", config.model.in_channels, "1 or 3")
+  if config.model.input_size < 8:
+    _fail("model.input_size", config.model.input_size, "at least 8")
+  if config.data.normalize not in NORMALIZATIONS:
+    _fail("data.normalize", config.data.normalize, f"one of {NORMALIZATIONS}")
+  for split in ("train", "test"):
+    try:
+      data_spec_lib.validate(config.data[split])
+    except ValueError as e:
+      raise ConfigError(f"config.data.{split}: {e}") from e
+  o = config.optim
+  if not o.lr > 0:
+    _fail("optim.lr", o.lr, "a positive number")
+  if not 0 <= o.momentum < 1:
+    _fail("optim.momentum", o.momentum, "a number in [0, 1)")
+  if o.weight_decay < 0:
+    _fail("optim.weight_decay", o.weight_decay, "a non-negative number")
+  if o.schedule not in SCHEDULES:
+    _fail("optim.schedule", o.schedule, f"one of {SCHEDULES}")
+  if any(not 0 < f < 1 for f in o.decay_at):
+    _fail("optim.decay_at", o.decay_at, "fractions strictly between 0 and 1")
+  for key in ("batch_size", "eval_batch_size", "log_every", "eval_every", "checkpoint_every",
+              "keep_checkpoints"):
+    if int(config[key]) < 1:
+      _fail(key, config[key], "a positive integer")
+  if config.num_steps <= 0 and not config.num_epochs > 0:
+    _fail("num_epochs", config.num_epochs, "positive (or set num_steps)")
+  if config.checkpoint_every % config.log_every:
+    raise ConfigError(
+        f"config.checkpoint_every ({config.checkpoint_every}) must be a multiple of "
+        f"config.log_every ({config.log_every}) so a resumed run logs exactly as an "
+        "uninterrupted one.")
+  if config.keep_period < 0:
+    _fail("keep_period", config.keep_period, "0 or a positive integer")

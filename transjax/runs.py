@@ -1,0 +1,67 @@
+"""A finished (or running) training run, loaded back for analysis.
+
+    run = load_run("runs/pretrain", which="final")    # or "init", or a step
+    loss, aux = run.loss_fn(run.params, run.state, run.batch("train", 256), False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from transjax import checkpoint as ckpt
+from transjax import functional
+from transjax import train as train_lib
+from transjax.data import Dataset, transforms
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  """A run's model at one point of training, with its data at the model's input."""
+  run_dir: str
+  which: str | int
+  config: ml_collections.ConfigDict
+  graphdef: nnx.GraphDef
+  params: Any
+  state: Any
+  loss_fn: functional.LossFn
+  train_data: Dataset          # float32, normalised as in training
+  test_data: Dataset
+
+  def batch(self, split: str = "train", n: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
+    """A fixed sample set of `n` examples (stratified, seeded) as one batch."""
+    ds = self.train_data if split == "train" else self.test_data
+    if n < len(ds):
+      ds = transforms.subset_total(ds, n, seed)
+    return {"image": np.asarray(ds.images, np.float32), "label": ds.labels.astype(np.int32)}
+
+  @property
+  def name(self) -> str:
+    return f"{self.config.name} ({self.which})"
+
+
+def _normalized(ds: Dataset, mean, std) -> Dataset:
+  images = transforms.to_unit_float(ds.images)
+  if mean is not None:
+    images = (images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+  return ds.replace(images=images.astype(np.float32))
+
+
+def load_run(run_dir: str, which: str | int = "final") -> LoadedRun:
+  """Loads a run folder's model at "final" (last checkpoint), "init" or a step."""
+  config, graphdef, params, state = train_lib.restore_run_weights(run_dir, which)
+  data = train_lib.load_data(config)
+  return LoadedRun(
+      run_dir=os.path.abspath(run_dir), which=which, config=config, graphdef=graphdef,
+      params=params, state=state, loss_fn=functional.make_loss_fn(graphdef),
+      train_data=_normalized(data.train, data.mean, data.std),
+      test_data=_normalized(data.test, data.mean, data.std))
+
+
+def list_checkpoint_steps(run_dir: str) -> list[int]:
+  return ckpt.checkpoint_steps(run_dir)
