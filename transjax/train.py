@@ -243,7 +243,7 @@ def make_train_step(loss_fn: functional.LossFn, tx: optax.GradientTransformation
     kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, ts)
     kept["nonfinite_step"] = jnp.where(
         finite | (ts["nonfinite_step"] >= 0), ts["nonfinite_step"], ts["step"])
-    metrics = {"loss": loss, "accuracy": aux["accuracy"], "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, "accuracy": aux["accuracy"], "grad_norm": optax.tree.norm(grads)}
     return kept, metrics
 
   return step

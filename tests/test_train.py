@@ -1,0 +1,166 @@
+"""Training: modes, resume, NaN stop, bad input; sharding in test_sharding.py."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tests.train_helpers import tiny_config
+from transjax import config as config_lib
+from transjax import params as params_lib
+from transjax import runs
+from transjax import train
+from transjax.data import DatasetNotFoundError
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  for r in records:
+    r.pop("steps_per_sec", None)
+  return records
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("pre"))
+  train.train(tiny_config(), workdir)
+  return workdir
+
+
+def test_scratch_run_writes_its_files_and_learns(pretrained):
+  for name in ("config.json", "metrics.jsonl", "results.json", "run.json"):
+    assert os.path.exists(os.path.join(pretrained, name)), name
+  records = _metrics(pretrained)
+  evals = [r for r in records if "test_error" in r]
+  assert evals[0]["step"] == 0 and evals[-1]["step"] == 24
+  assert evals[-1]["train_eval_loss"] < evals[0]["train_eval_loss"]
+  assert evals[0]["deviation_sum"] == 0.0 and evals[-1]["deviation_sum"] > 0.0
+
+
+def test_resume_after_a_kill_equals_uninterrupted(pretrained, tmp_path):
+  class Kill:
+    def should_run(self, step):
+      return step == 19
+
+    def __call__(self, step, params, state):
+      raise KeyboardInterrupt("killed")
+
+  workdir = str(tmp_path / "killed")
+  with pytest.raises(KeyboardInterrupt):
+    train.train(tiny_config(), workdir, callbacks=[Kill()])
+  resumed = train.train(tiny_config(), workdir)
+  assert resumed["resumed_from_step"] == 16
+  with open(os.path.join(pretrained, "results.json")) as f:
+    straight = json.load(f)
+  assert resumed["final"] == straight["final"]
+  assert resumed["deviation"] == straight["deviation"]
+  assert _metrics(workdir) == _metrics(pretrained)
+  a, b = runs.load_run(workdir), runs.load_run(pretrained)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_fixed_mode_leaves_the_backbone_bit_identical(pretrained, tmp_path):
+  config = tiny_config(mode="fixed", init_from=pretrained, num_steps=8)
+  train.train(config, str(tmp_path / "fixed"))
+  before = runs.load_run(pretrained).params
+  after = runs.load_run(str(tmp_path / "fixed")).params
+  changed = []
+  for (path, x), (_, y) in zip(params_lib.named_leaves(before), params_lib.named_leaves(after)):
+    if not np.array_equal(np.asarray(x), np.asarray(y)):
+      changed.append(path)
+  assert changed and all(p.startswith("fc/") for p in changed), changed
+
+
+def test_finetune_starts_from_the_pretrained_backbone(pretrained, tmp_path):
+  config = tiny_config(mode="finetune", init_from=pretrained, num_steps=4)
+  train.train(config, str(tmp_path / "ft"))
+  init = runs.load_run(str(tmp_path / "ft"), "init").params
+  source = runs.load_run(pretrained).params
+  np.testing.assert_array_equal(np.asarray(init["conv1"]["kernel"][...]),
+                                np.asarray(source["conv1"]["kernel"][...]))
+
+
+def test_nan_stops_with_step_and_checkpoint(tmp_path):
+  config = tiny_config(**{"optim.lr": 1e12, "optim.momentum": 0.0})
+  with pytest.raises(train.NonFiniteError, match=r"at step \d+.*checkpointed in .*checkpoints/\d+"):
+    train.train(config, str(tmp_path / "nan"))
+  steps = os.listdir(tmp_path / "nan" / "checkpoints")
+  assert steps
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    ({"mode": "bogus"}, config_lib.ConfigError, "config.mode"),
+    ({"optim.lr": -1.0}, config_lib.ConfigError, "optim.lr"),
+    ({"model.name": "vgg"}, config_lib.ConfigError, "lenet"),
+    ({"mode": "finetune"}, config_lib.ConfigError, "init_from"),
+    ({"checkpoint_every": 6}, config_lib.ConfigError, "multiple of"),
+    ({"data.train": {"name": "imagenette", "split": "train", "transforms": ()}},
+     config_lib.ConfigError, "mnist"),
+    ({"data.train": {"name": "mnist", "split": "train", "transforms": ("per_klass:3",)}},
+     config_lib.ConfigError, "per_class"),
+])
+def test_bad_config_values_are_named(tmp_path, overrides, error, message):
+  with pytest.raises(error, match=message):
+    train.train(tiny_config(**overrides), str(tmp_path / "w"))
+
+
+def test_unknown_config_key_is_named(tmp_path):
+  config = tiny_config()
+  config.unlock()
+  config.optim.learning_rate = 0.1
+  with pytest.raises(config_lib.ConfigError, match="optim.learning_rate"):
+    train.train(config, str(tmp_path / "w"))
+
+
+def test_data_dir_without_the_files(tmp_path):
+  config = tiny_config(**{"data.train": {"name": "mnist", "split": "train", "transforms": ()},
+                          "data.data_dir": str(tmp_path)})
+  with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte.gz"):
+    train.train(config, str(tmp_path / "w"))
+
+
+def test_subset_larger_than_the_data(tmp_path):
+  spec = {"name": "synthetic(num_train=256,num_test=64,seed=3)", "split": "train",
+          "transforms": ("total:5000",)}
+  with pytest.raises(ValueError, match="5000"):
+    train.train(tiny_config(**{"data.train": spec}), str(tmp_path / "w"))
+
+
+def test_batch_larger_than_the_data(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="larger than the training set"):
+    train.train(tiny_config(batch_size=512), str(tmp_path / "w"))
+
+
+def test_checkpoint_shapes_that_do_not_fit_are_named(pretrained, tmp_path):
+  config = tiny_config(mode="finetune", init_from=pretrained, **{"model.input_size": 36})
+  with pytest.raises(train.WeightShapeError, match=r"fc1/kernel: loaded shape \(400, 120\) but the model has \(576, 120\)"):
+    train.train(config, str(tmp_path / "w"))
+
+
+def test_unwritable_workdir(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(PermissionError, match="Cannot write to workdir"):
+    train.train(tiny_config(), str(blocker / "sub"))
+
+
+def test_a_workdir_with_another_config_is_refused(pretrained):
+  with pytest.raises(config_lib.ConfigError, match="different config"):
+    train.train(tiny_config(num_steps=30), pretrained)
+
+
+def test_loss_decreases_on_real_mnist(real_data_dir, tmp_path):
+  from transjax.config import data_spec
+  config = tiny_config(**{"data.train": data_spec("mnist", "train", ("per_class:50",)),
+                          "data.test": data_spec("mnist", "test", ("total:200",)),
+                          "data.data_dir": real_data_dir, "num_steps": 40})
+  result = train.train(config, str(tmp_path / "mnist"))
+  records = [r for r in _metrics(str(tmp_path / "mnist")) if "test_error" in r]
+  assert records[-1]["test_loss"] < records[0]["test_loss"]
+  assert result["final"]["test_error"] < 0.5
