@@ -1,0 +1,85 @@
+"""What the paper experiments share: claims with computed verdicts, shared source runs.
+
+A `Claim` pairs a statement of the paper (and its numbers) with ours and a verdict that
+is computed from our numbers by the experiment's `claims()` function, never written in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+from transjax import results as results_lib
+from transjax import train
+
+REPRODUCED = "reproduced"
+PARTLY = "partly reproduced"
+NOT_REPRODUCED = "not reproduced"
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """One checked statement of the paper."""
+  element: str          # "Table 1", "Fig 8a", ...
+  statement: str        # what the paper claims, in words
+  paper: str            # the paper's numbers or description
+  ours: str             # our numbers, formatted
+  verdict: str          # one of VERDICTS, computed
+  why: str = ""         # e.g. "stand-in data (USPS for SVHN); LeNet instead of ResNet-50"
+
+  def __post_init__(self):
+    if self.verdict not in VERDICTS:
+      raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+  def to_dict(self) -> dict[str, str]:
+    return dataclasses.asdict(self)
+
+
+def verdict_from_checks(checks: Sequence[bool]) -> str:
+  """All checks hold: reproduced; some: partly; none: not reproduced."""
+  checks = [bool(c) for c in checks]
+  if checks and all(checks):
+    return REPRODUCED
+  if any(checks):
+    return PARTLY
+  return NOT_REPRODUCED
+
+
+def stand_in_note(data_descriptions: Sequence[str]) -> str:
+  """"stand-in data: ..." for every description that names a stand-in, else ""."""
+  notes = sorted({d for d in data_descriptions if "stand-in" in d})
+  return ("stand-in data: " + "; ".join(notes)) if notes else ""
+
+
+def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes, or reuses a finished) run; returns its results.json."""
+  path = os.path.join(workdir, "results.json")
+  if os.path.exists(path) and os.path.exists(os.path.join(workdir, "config.json")):
+    if results_lib.read_json(os.path.join(workdir, "config.json")) == results_lib.to_jsonable(config):
+      return results_lib.read_json(path)
+  return train.train(config, workdir)
+
+
+def write_results(workdir: str, results: dict[str, Any], claims: Sequence[Claim]) -> dict[str, Any]:
+  """Writes results.json with the claims included; returns what it wrote."""
+  out = dict(results)
+  out["claims"] = [c.to_dict() for c in claims]
+  out["metadata"] = results_lib.run_metadata()
+  results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  v = np.asarray(values, dtype=np.float64)
+  return float(v.mean()), float(v.std(ddof=0))
+
+
+def fmt_pm(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
+  m, s = mean_std([scale * x for x in values])
+  return f"{m:.{digits}f}±{s:.{digits}f}"
