@@ -1,0 +1,110 @@
+r"""Training throughput of LeNet and a tiny ResNet, against the machine's matmul ceiling.
+
+    python -m experiments.benchmark_train --output=runs/benchmark_train.json
+
+For each model: images/s of the jit-compiled training step (the one `transjax.train`
+uses), its FLOPs per step from XLA's cost analysis, and the achieved FLOP/s as a
+fraction of a large float32 matmul's FLOP/s measured in the same run (the practical
+ceiling of this machine). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import app, flags
+
+from transjax import cli, functional, results, train
+from transjax.config import training_defaults
+from transjax.models import build_model
+
+_OUTPUT = flags.DEFINE_string("output", "runs/benchmark_train.json", "Where to write the JSON.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per model (after 3 warm-up steps).")
+_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul baseline.")
+_MODELS = flags.DEFINE_list("models", ["lenet:28:1", "resnet_tiny:32:3"],
+                            "Models as name:input_size:channels (resnet18/resnet50 work too).")
+
+
+def _time(fn, repeats: int) -> float:
+  """Best-of-3 mean seconds per call of `fn` (which must block)."""
+  best = float("inf")
+  for _ in range(3):
+    t = time.perf_counter()
+    for _ in range(repeats):
+      fn()
+    best = min(best, (time.perf_counter() - t) / repeats)
+  return best
+
+
+def matmul_flops_per_s(n: int) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  mm = jax.jit(lambda x: x @ x)
+  mm(a).block_until_ready()
+  return 2 * n**3 / _time(lambda: mm(a).block_until_ready(), 5)
+
+
+def step_throughput(name: str, size: int, channels: int, batch_size: int, steps: int) -> dict:
+  model = build_model(name, 10, in_channels=channels, input_size=size)
+  graphdef, params, state = functional.split(model)
+  config: ml_collections.ConfigDict = training_defaults()
+  tx = train.make_optimizer(config, 1000, jax.tree.map(lambda _: True, params))
+  step = jax.jit(train.make_train_step(functional.make_loss_fn(graphdef), tx,
+                                       jax.tree.map(lambda _: True, state)))
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(batch_size, size, size, channels)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)}
+  ts = {"step": jnp.zeros((), jnp.int32), "params": params, "state": state,
+        "opt_state": tx.init(params), "nonfinite_step": jnp.full((), -1, jnp.int32)}
+  compiled = step.lower(ts, batch).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  holder = {"ts": ts}
+  for _ in range(3):
+    holder["ts"], m = compiled(holder["ts"], batch)
+  jax.block_until_ready(m)
+
+  def one():
+    holder["ts"], metrics = compiled(holder["ts"], batch)
+    jax.block_until_ready(metrics)
+
+  seconds = _time(one, steps)
+  return {"model": name, "input": f"{size}x{size}x{channels}", "batch_size": batch_size,
+          "step_ms": 1e3 * seconds, "images_per_s": batch_size / seconds,
+          "flops_per_step": flops, "flops_per_s": flops / seconds}
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  ceiling = matmul_flops_per_s(_MATMUL.value)
+  rows = []
+  for spec in _MODELS.value:
+    name, size, channels = spec.split(":")
+    row = step_throughput(name, int(size), int(channels), _BATCH.value, _STEPS.value)
+    row["fraction_of_matmul"] = row["flops_per_s"] / ceiling
+    rows.append(row)
+  print(f"matmul {_MATMUL.value}^2 float32 baseline: {ceiling / 1e9:.1f} GFLOP/s "
+        f"on {jax.devices()[0].platform} x{jax.device_count()}")
+  print(f"{'model':<14}{'input':<10}{'batch':>6}{'ms/step':>10}{'images/s':>11}"
+        f"{'GFLOP/step':>12}{'GFLOP/s':>10}{'of matmul':>11}")
+  for r in rows:
+    print(f"{r['model']:<14}{r['input']:<10}{r['batch_size']:>6}{r['step_ms']:>10.2f}"
+          f"{r['images_per_s']:>11.0f}{r['flops_per_step'] / 1e9:>12.3f}"
+          f"{r['flops_per_s'] / 1e9:>10.2f}{100 * r['fraction_of_matmul']:>10.1f}%")
+  out = {"matmul_size": _MATMUL.value, "matmul_flops_per_s": ceiling, "models": rows,
+         **results.run_metadata()}
+  import os  # pylint: disable=import-outside-toplevel
+  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
+  results.write_json(_OUTPUT.value, out)
+  print(f"-> {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
