@@ -1,0 +1,96 @@
+"""Benchmarks theory's float64 gradient descent: steps/s and peak memory against width m.
+
+Compares the jitted JAX GD (theory.twolayer) with a plain numpy GD step at the same m,
+measured in the same run, and times the quick preset of verify_theory. Prints a table and
+writes JSON to --output.
+
+Usage:
+  python -m experiments.benchmark_theory --max_log2_m=15 --output=/tmp/bench_theory.json
+"""
+
+import json
+import resource
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from configs import theory as theory_config
+from theory import sweep, twolayer
+
+_MIN_LOG2_M = flags.DEFINE_integer("min_log2_m", 10, "Smallest width, as log2 m.")
+_MAX_LOG2_M = flags.DEFINE_integer("max_log2_m", 17, "Largest width, as log2 m (<= 17 fits "
+                                   "in memory with the defaults).")
+_DIM = flags.DEFINE_integer("dim", 10, "Input dimension d of the benchmark problem.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 100, "Number of training points n.")
+_STEPS = flags.DEFINE_integer("steps", 50, "GD steps timed per width (after a warm-up).")
+_NUMPY_STEPS = flags.DEFINE_integer("numpy_steps", 5, "Numpy baseline steps timed per width.")
+_QUICK = flags.DEFINE_bool("time_quick_preset", True, "Also time the quick preset end to end "
+                           "(into a fresh temporary workdir).")
+_OUTPUT = flags.DEFINE_string("output", "/tmp/benchmark_theory.json", "Where to write the JSON.")
+
+
+def _peak_rss_bytes() -> int:
+  # ru_maxrss is in KiB on Linux; it is the process high-water mark so far.
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _numpy_step(w, signs, x, y, eta):
+  pre_activation = x @ w
+  outputs = np.maximum(pre_activation, 0) @ signs / np.sqrt(signs.shape[0])
+  weighted = (outputs - y)[:, None] * (pre_activation >= 0) * (signs / np.sqrt(signs.shape[0]))
+  return w - eta * (x.T @ weighted)
+
+
+def _bench_width(width: int, x: np.ndarray, y: np.ndarray) -> dict:
+  network = twolayer.init_network(0, width, x.shape[1], 0.02)
+  # tol = 0 so GD runs exactly the requested number of steps.
+  twolayer.train(network, network.w_init, x, y, 0.1, 0.0, 2, record_steps=[2])  # compile
+  start = time.perf_counter()
+  twolayer.train(network, network.w_init, x, y, 0.1, 0.0, _STEPS.value,
+                 record_steps=[_STEPS.value])
+  jax_rate = _STEPS.value / (time.perf_counter() - start)
+  w = network.w_init.copy()
+  start = time.perf_counter()
+  for _ in range(_NUMPY_STEPS.value):
+    w = _numpy_step(w, network.signs, x, y, 0.1)
+  numpy_rate = _NUMPY_STEPS.value / (time.perf_counter() - start)
+  return {"m": width, "jax_steps_per_s": jax_rate, "numpy_steps_per_s": numpy_rate,
+          "speedup": jax_rate / numpy_rate, "peak_rss_gib": _peak_rss_bytes() / 2**30,
+          "estimated_gib": twolayer.estimate_bytes(width, x.shape[1], x.shape[0]) / 2**30}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((_NUM_SAMPLES.value, _DIM.value))
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  y = np.tanh(2 * x[:, 0])
+  rows = []
+  for log2_width in range(_MIN_LOG2_M.value, _MAX_LOG2_M.value + 1):
+    rows.append(_bench_width(2**log2_width, x, y))
+    logging.info("m=2^%d done: %.1f steps/s", log2_width, rows[-1]["jax_steps_per_s"])
+  print(f"GD on n={_NUM_SAMPLES.value}, d={_DIM.value}, float64")
+  print(f"{'m':>8} {'jax steps/s':>12} {'numpy steps/s':>14} {'speedup':>8} "
+        f"{'peak RSS GiB':>13} {'estimate GiB':>13}")
+  for row in rows:
+    print(f"{row['m']:>8} {row['jax_steps_per_s']:>12.1f} {row['numpy_steps_per_s']:>14.1f} "
+          f"{row['speedup']:>8.2f} {row['peak_rss_gib']:>13.3f} {row['estimated_gib']:>13.3f}")
+  result = {"n": _NUM_SAMPLES.value, "d": _DIM.value, "widths": rows}
+  if _QUICK.value:
+    with tempfile.TemporaryDirectory() as workdir:
+      start = time.perf_counter()
+      sweep.run(theory_config.get_config("quick"), workdir)
+      result["quick_preset_wall_s"] = time.perf_counter() - start
+    print(f"quick preset wall time: {result['quick_preset_wall_s']:.1f} s")
+  with open(_OUTPUT.value, "w") as handle:
+    json.dump(result, handle, indent=1)
+  print(f"wrote {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

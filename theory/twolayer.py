@@ -1,0 +1,213 @@
+"""The two-layer ReLU network of Section 6.1 and its full-batch gradient descent, in float64.
+
+f(x) = a^T relu(W^T x) / sqrt(m), W in R^{d x m}, a_r in {-1, +1} fixed, loss
+1/2 ||y - f(X)||^2. Only W is trained. All JAX work runs under `jax.enable_x64(True)`
+so the rest of the process keeps its own dtype setting.
+
+Step size: the default is eta = 1 / lambda_max(H_inf) of the set being trained on.
+Near initialisation u(k+1) - y ~ (I - eta H(k)) (u(k) - y) with H(k) ~ H_inf, so this
+eta is the largest "safe" constant step (eta < 2 / lambda_max is needed for stability) and
+gives the fastest linear rate (1 - eta lambda_min) of the paper's Theorem 3; the paper's
+O(lambda / n^2) is a worst-case sufficient choice that is needlessly slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory.errors import DivergenceError, MemoryBudgetError
+
+# A residual this many times the starting one means the iteration has blown up.
+_BLOWUP_FACTOR = 1e6
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """Initial weights W(0) (d, m) and fixed output signs a (m,), numpy float64."""
+
+  w_init: np.ndarray
+  signs: np.ndarray
+
+  @property
+  def width(self) -> int:
+    return int(self.signs.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+  """What one gradient-descent run did.
+
+  Attributes:
+    steps: recorded step indices (logarithmically spaced, ending at the last step).
+    residual_sq: ||u(k) - y||^2 at each recorded step.
+    max_neuron_distance: max_r ||w_r(k) - w_r(0)||_2 at each recorded step (from W(0) of
+      the network, not from the start of this run).
+    w_final: final weights (d, m).
+    num_steps: steps taken.
+    converged: residual reached the tolerance before the step cap.
+    eta: step size used.
+  """
+
+  steps: np.ndarray
+  residual_sq: np.ndarray
+  max_neuron_distance: np.ndarray
+  w_final: np.ndarray
+  num_steps: int
+  converged: bool
+  eta: float
+
+
+def init_network(seed: int, width: int, dim: int, kappa: float) -> Network:
+  """Draws W(0) ~ N(0, kappa^2 I) and a ~ Unif{-1, +1}^m from `jax.random.key(seed)`."""
+  with jax.enable_x64(True):
+    key_w, key_a = jax.random.split(jax.random.key(seed))
+    w_init = kappa * jax.random.normal(key_w, (dim, width), dtype=jnp.float64)
+    signs = jnp.where(jax.random.bernoulli(key_a, 0.5, (width,)), 1.0, -1.0)
+    return Network(w_init=np.asarray(w_init), signs=np.asarray(signs, dtype=np.float64))
+
+
+def estimate_bytes(width: int, dim: int, num_samples: int) -> int:
+  """Estimates peak bytes of a training run: weight copies plus n x m activations.
+
+  Counts W(0), W(P), the iterate, its gradient and a spare copy (5 d x m) and the
+  pre-activations, their mask and the backward product (4 n x m), all float64.
+  """
+  return 8 * (5 * dim * width + 4 * num_samples * width)
+
+
+def check_memory(width: int, dim: int, num_samples: int, limit_bytes: float) -> int:
+  """Raises MemoryBudgetError when `estimate_bytes` exceeds `limit_bytes`; returns it."""
+  needed = estimate_bytes(width, dim, num_samples)
+  if needed > limit_bytes:
+    raise MemoryBudgetError(
+        f"width m={width} with d={dim}, n={num_samples} needs about {needed / 2**30:.2f} GiB "
+        f"(> memory limit {limit_bytes / 2**30:.2f} GiB); lower the widths or n, or raise "
+        "config.memory_limit_gib.")
+  return needed
+
+
+def _outputs(w: jax.Array, signs: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  pre_activation = x @ w
+  outputs = jax.nn.relu(pre_activation) @ signs / jnp.sqrt(signs.shape[0])
+  return pre_activation, outputs
+
+
+@jax.jit
+def _forward(w, signs, x):
+  return _outputs(w, signs, x)[1]
+
+
+@jax.jit
+def _descend(w, signs, x, y, eta, stop_step, start_step, tol_sq, blowup_sq):
+  """Runs GD from `start_step` until `stop_step`, the tolerance, or a blow-up."""
+  scale = 1.0 / jnp.sqrt(signs.shape[0])
+
+  def residual_sq(outputs):
+    return jnp.sum((outputs - y) ** 2)
+
+  def keep_going(carry):
+    _, _, res_sq, step = carry
+    return (step < stop_step) & (res_sq > tol_sq) & (res_sq < blowup_sq)
+
+  def one_step(carry):
+    w, pre_activation, _, step = carry
+    outputs = jax.nn.relu(pre_activation) @ signs * scale
+    # dL/dw_r = a_r / sqrt(m) sum_i (u_i - y_i) 1{w_r.x_i >= 0} x_i, all r at once.
+    weighted = (outputs - y)[:, None] * (pre_activation >= 0) * (signs * scale)[None, :]
+    w = w - eta * (x.T @ weighted)
+    pre_activation, outputs = _outputs(w, signs, x)
+    return w, pre_activation, residual_sq(outputs), step + 1
+
+  pre_activation, outputs = _outputs(w, signs, x)
+  carry = (w, pre_activation, residual_sq(outputs), start_step)
+  w, _, res_sq, step = jax.lax.while_loop(keep_going, one_step, carry)
+  return w, res_sq, step
+
+
+def log_record_steps(max_steps: int, per_decade: int = 8) -> np.ndarray:
+  """Returns 0 and about `per_decade` log-spaced step counts per decade up to max_steps."""
+  if max_steps <= 0:
+    return np.array([0])
+  grid = np.unique(np.round(np.logspace(0, math.log10(max_steps),
+                                        1 + int(per_decade * math.log10(max_steps) + 1))))
+  return np.concatenate([[0], grid.astype(np.int64)])
+
+
+def outputs_at(network: Network, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+  """Returns u = f_W(X) for weights w, in float64."""
+  with jax.enable_x64(True):
+    return np.asarray(_forward(jnp.asarray(w), jnp.asarray(network.signs), jnp.asarray(x)))
+
+
+def train(network: Network, w_start: np.ndarray, x: np.ndarray, y: np.ndarray, eta: float,
+          tol: float, max_steps: int, record_steps: Sequence[int] | None = None) -> Trajectory:
+  """Full-batch GD on W from `w_start` until ||u - y||_2 <= tol or `max_steps`.
+
+  Args:
+    network: supplies W(0) (for the distance record) and the signs a.
+    w_start: starting weights (W(0) for pretraining and from-scratch, W(P) for fine-tuning).
+    x: (n, d) inputs on the unit sphere.
+    y: (n,) labels.
+    eta: step size.
+    tol: stop when the residual norm ||u - y||_2 reaches it.
+    max_steps: step cap.
+    record_steps: steps at which to record; default `log_record_steps(max_steps)`.
+
+  Returns:
+    The trajectory.
+
+  Raises:
+    DivergenceError: the residual became non-finite or grew by 1e6; the message suggests
+      a step size.
+  """
+  if record_steps is None:
+    record_steps = log_record_steps(max_steps)
+  record_steps = sorted({int(s) for s in record_steps if 0 <= s <= max_steps} | {0})
+  with jax.enable_x64(True):
+    signs = jnp.asarray(network.signs)
+    x_j = jnp.asarray(x, dtype=jnp.float64)
+    y_j = jnp.asarray(y, dtype=jnp.float64)
+    w = jnp.asarray(w_start, dtype=jnp.float64)
+    w_init = jnp.asarray(network.w_init)
+    start_res_sq = float(jnp.sum((_forward(w, signs, x_j) - y_j) ** 2))
+    blowup_sq = _BLOWUP_FACTOR * max(start_res_sq, 1.0)
+    tol_sq = tol**2
+    steps, residuals, distances = [], [], []
+    step, res_sq = 0, start_res_sq
+    for target in record_steps + [max_steps]:
+      if target > step:
+        w, res_sq_j, step_j = _descend(w, signs, x_j, y_j, eta, target, step, tol_sq, blowup_sq)
+        res_sq, step = float(res_sq_j), int(step_j)
+      if not (math.isfinite(res_sq) and res_sq < blowup_sq):
+        raise DivergenceError(
+            f"gradient descent diverged at step {step} with eta={eta:.4g}: residual^2 "
+            f"{res_sq:.3e} from {start_res_sq:.3e}. Use a smaller step, e.g. "
+            f"eta = 1/lambda_max(H_inf) (the default) or half of the current one ({eta / 2:.4g}).")
+      if not steps or steps[-1] != step:
+        steps.append(step)
+        residuals.append(res_sq)
+        distances.append(float(jnp.max(jnp.linalg.norm(w - w_init, axis=0))))
+      if res_sq <= tol_sq:
+        break
+    return Trajectory(steps=np.asarray(steps), residual_sq=np.asarray(residuals),
+                      max_neuron_distance=np.asarray(distances), w_final=np.asarray(w),
+                      num_steps=step, converged=res_sq <= tol_sq, eta=float(eta))
+
+
+def activation_gram(w_left: np.ndarray, x_left: np.ndarray, w_right: np.ndarray,
+                    x_right: np.ndarray) -> np.ndarray:
+  """Returns Z_left^T Z_right = (x_i.x_j) (1/m) sum_r 1{w_left_r.x_i >= 0} 1{w_right_r.x_j >= 0}.
+
+  With w_left = W(0) on P and w_right = W(P) on Q this is H_PQ(P) of Lemma 3 (a_r^2 = 1).
+  """
+  with jax.enable_x64(True):
+    active_left = (jnp.asarray(x_left) @ jnp.asarray(w_left) >= 0).astype(jnp.float64)
+    active_right = (jnp.asarray(x_right) @ jnp.asarray(w_right) >= 0).astype(jnp.float64)
+    both = active_left @ active_right.T / w_left.shape[1]
+    return np.asarray(both) * (np.asarray(x_left) @ np.asarray(x_right).T)
