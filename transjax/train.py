@@ -82,6 +82,8 @@ def load_data(config: ml_collections.ConfigDict) -> RunData:
     spec = dict(config.data[split])
     if config.data.tfds_data_dir and "tfds_data_dir" not in spec:
       spec["tfds_data_dir"] = config.data.tfds_data_dir
+    # TFDS datasets of natural images come in many sizes; resize them as they are read.
+    spec.setdefault("image_size", (size, size))
     ds = data_spec.build(spec, data_dir=data_dir, seed=config.seed)
     sets.append(transforms.to_model_input(ds, size, size, channels))
   train, test = sets

@@ -189,11 +189,11 @@ def _load_local(name, base_split, data_dir: Path, *, verify_checksums, allow_dow
 
 
 def _stack_images(images: list[np.ndarray], name: str, image_size) -> np.ndarray:
-    if image_size is not None:
+    shapes = {im.shape for im in images}
+    if image_size is not None and len(shapes) > 1:
         from transjax.data.transforms import resize_images  # pylint: disable=g-import-not-at-top
         return np.concatenate(
             [resize_images(im[None], *image_size) for im in images]).astype(np.uint8)
-    shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ValueError(
             f"tfds:{name} images have {len(shapes)} different shapes (e.g. "
