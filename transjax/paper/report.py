@@ -1,0 +1,117 @@
+"""REPORT.md of a reproduction: every claim's verdict, our numbers beside the paper's.
+
+The verdicts are recomputed here by each experiment module's `claims(results)` from the
+numbers in its results.json (they are never typed in); a module that cannot be imported
+falls back to the claims stored in its results.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from transjax import results as results_lib
+from transjax.paper import common
+
+
+def _cell(text: Any) -> str:
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def experiment_claims(module_name: str, results: dict[str, Any]) -> list[dict[str, str]]:
+  """The claims of one experiment, computed by its module from `results`."""
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError:
+    return list(results.get("claims", []))
+  return [c.to_dict() for c in module.claims(results)]
+
+
+def _fmt_time(seconds: float | None) -> str:
+  if seconds is None:
+    return "—"
+  return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
+                 total_wall_s: float | None = None) -> str:
+  """Writes `<workdir>/REPORT.md` from the experiments' results.json; returns its path.
+
+  `statuses`: one dict per experiment in order, with keys name, module, status ("done",
+  "skipped" (finished earlier), "failed", "missing"), wall_time_s, error.
+  """
+  meta = results_lib.run_metadata()
+  per_exp: list[tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, str]]]] = []
+  all_claims: list[tuple[str, dict[str, str]]] = []
+  for st in statuses:
+    results, claims = None, []
+    path = os.path.join(workdir, st["name"], "results.json")
+    if st["status"] in ("done", "skipped") and os.path.exists(path):
+      results = results_lib.read_json(path)
+      try:
+        claims = experiment_claims(st["module"], results)
+      except Exception as e:  # pylint: disable=broad-except
+        st = {**st, "status": "failed", "error": f"claims(): {type(e).__name__}: {e}"}
+    per_exp.append((st, results, claims))
+    all_claims += [(st["name"], c) for c in claims]
+
+  counts = {v: sum(c["verdict"] == v for _, c in all_claims) for v in common.VERDICTS}
+  bad = [st for st, _, _ in per_exp if st["status"] in ("failed", "missing")]
+  lines = [f"# Reproduction report: preset `{preset}`", "",
+           "Towards Understanding the Transferability of Deep Representations — "
+           "a JAX/Flax reimplementation (transjax).", "",
+           f"- commit: `{meta['git_commit']}`; written {meta['time']}",
+           f"- jax {meta['jax']} on {meta['backend']} ({len(meta['devices'])} device(s)); "
+           f"python {meta['python']}; host {meta['host']}",
+           f"- total wall time of this call: {_fmt_time(total_wall_s)}",
+           f"- claims: {counts[common.REPRODUCED]} reproduced, {counts[common.PARTLY]} partly "
+           f"reproduced, {counts[common.NOT_REPRODUCED]} not reproduced"
+           + (f"; **{len(bad)} experiment(s) failed or missing**: "
+              + ", ".join(st["name"] for st in bad) if bad else ""), "",
+           "Verdicts are computed by each experiment's `claims()` from our numbers: all checks "
+           "hold → reproduced, some → partly, none → not reproduced. *Why* names the "
+           "stand-in data and the smaller scale that qualify a verdict.", "",
+           "## All claims", "",
+           "| element | paper's claim | paper | ours | verdict | why |",
+           "|---|---|---|---|---|---|"]
+  for _, c in all_claims:
+    lines.append(f"| {_cell(c['element'])} | {_cell(c['statement'])} | {_cell(c['paper'])} | "
+                 f"{_cell(c['ours'])} | **{c['verdict']}** | {_cell(c.get('why', ''))} |")
+  lines += ["", "## Experiments", "", "| experiment | paper elements | status | wall time |",
+            "|---|---|---|---|"]
+  for st, results, _ in per_exp:
+    elements = ", ".join((results or {}).get("elements", [])) or "—"
+    status = {"skipped": "done (earlier call)"}.get(st["status"], st["status"])
+    lines.append(f"| [{st['name']}](#{st['name'].replace('_', '-')}) | {elements} | {status} | "
+                 f"{_fmt_time(st.get('wall_time_s'))} |")
+  for st, results, claims in per_exp:
+    lines += ["", f"## {st['name']}", ""]
+    if st["status"] == "missing":
+      lines.append(f"**Missing**: {st.get('error') or 'module ' + st['module'] + ' not found'}.")
+      continue
+    if st["status"] == "done" and results is None:
+      lines.append(f"Preparatory step (no paper element), done in {_fmt_time(st.get('wall_time_s'))}.")
+      continue
+    if st["status"] == "failed" or results is None:
+      lines.append(f"**Failed** after {_fmt_time(st.get('wall_time_s'))}: "
+                   f"`{_cell(st.get('error') or 'no results.json')}`")
+      continue
+    lines.append(f"Paper elements: {', '.join(results.get('elements', []))}. "
+                 f"Wall time: {_fmt_time(st.get('wall_time_s'))}. "
+                 f"Results: [{st['name']}/results.json]({st['name']}/results.json).")
+    lines += ["", "**Data**", ""]
+    lines += [f"- {d}" for d in results.get("data", [])] or ["- (not recorded)"]
+    lines += ["", "**Our numbers**", "", results.get("summary", "(no summary)"), ""]
+    for fig in results.get("figures", []):
+      lines.append(f"![{fig}]({st['name']}/{fig})")
+    lines += ["", "**Claims**", "", "| element | paper | ours | verdict | why |",
+              "|---|---|---|---|---|"]
+    for c in claims:
+      lines.append(f"| {_cell(c['element'])} | {_cell(c['paper'])} | {_cell(c['ours'])} | "
+                   f"**{c['verdict']}** | {_cell(c.get('why', ''))} |")
+  path = os.path.join(workdir, "REPORT.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path
