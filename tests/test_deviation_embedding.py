@@ -53,3 +53,33 @@ def test_deviation_mask_restricts_and_empty_mask_errors():
   assert set(out["per_layer"]) == {"fc"}
   with pytest.raises(ValueError, match="selects no parameter"):
     deviation_lib.deviation(p, p0, 10, mask=jax.tree.map(lambda _: False, p))
+
+
+# ------------------------------------------------------------------ embedding
+
+from transjax.analysis import embedding  # noqa: E402
+
+
+def test_pairwise_distances_blocked_match_numpy():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(7, 40)).astype(np.float32)
+  d = embedding.pairwise_distances(x, block_size=3)
+  ref = np.linalg.norm(x[:, None] - x[None], axis=-1)
+  np.testing.assert_allclose(d, ref, atol=1e-4)
+  assert (d >= 0).all() and np.all(np.diag(d) == 0)
+
+
+def test_tsne_deterministic_for_fixed_seed():
+  runs = [_lenet_params(i) for i in range(5)]
+  a = embedding.embed_weights(runs, seed=3)
+  b = embedding.embed_weights(runs, seed=3)
+  assert a["embedding"].shape == (5, 2)
+  np.testing.assert_array_equal(a["embedding"], b["embedding"])
+  assert a["perplexity"] == 4.0
+
+
+def test_different_architectures_name_runs_and_parameter():
+  runs = [_lenet_params(0), _lenet_params(1, head="mlp")]
+  with pytest.raises(embedding.ArchitectureMismatchError,
+                     match=r"'lenet-a' and 'lenet-mlp' differ first at parameter fc/bias"):
+    embedding.flatten_weights(runs, ["lenet-a", "lenet-mlp"])

@@ -1,0 +1,134 @@
+"""Tests for transjax.analysis.hessian (float64 where exactness matters)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+
+from transjax import functional
+from transjax import params as params_lib
+from transjax.analysis import hessian
+from transjax.models import build_model
+
+
+class TinyMLP(nnx.Module):
+  """A model with the transjax interface and 75 parameters."""
+
+  def __init__(self, rngs):
+    self.fc1 = nnx.Linear(8, 6, rngs=rngs)
+    self.fc = nnx.Linear(6, 3, rngs=rngs)
+
+  def __call__(self, x, train=False, taps=None):
+    return self.fc(jnp.tanh(self.fc1(x.reshape(x.shape[0], -1))))
+
+
+def _tiny_problem(seed=0, n=24):
+  g, p, s = functional.split(TinyMLP(nnx.Rngs(seed)))
+  p = jax.tree.map(lambda x: x.astype(jnp.float64), p)
+  rng = np.random.default_rng(seed)
+  batch = {"image": jnp.asarray(rng.normal(size=(n, 2, 2, 2))),
+           "label": jnp.asarray(rng.integers(0, 3, n))}
+  return functional.make_loss_fn(g), p, s, batch
+
+
+@pytest.fixture(scope="module")
+def lenet_fc():
+  """LeNet (16x16 input) restricted to the head: 850 parameters, dense Hessian feasible."""
+  with jax.enable_x64(True):
+    g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=16))
+    p = jax.tree.map(lambda x: x.astype(jnp.float64), p)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.normal(size=(32, 16, 16, 1))),
+             "label": jnp.asarray(rng.integers(0, 10, 32))}
+    op = hessian.HessianOperator(functional.make_loss_fn(g), p, s, batch, mask="fc")
+    dense = op.dense()
+    yield op, dense
+
+
+def test_hvp_equals_dense_hessian_times_v():
+  with jax.enable_x64(True):
+    loss_fn, p, s, batch = _tiny_problem()
+    flat, unravel = ravel_pytree(hessian.partition(p))
+    f = lambda x: loss_fn(hessian.combine(unravel(x), p), s, batch, False)[0]
+    h = jax.jit(jax.hessian(f))(flat)
+    v = jax.random.normal(jax.random.key(1), flat.shape, jnp.float64)
+    got = ravel_pytree(hessian.hvp(loss_fn, p, s, batch, unravel(v)))[0]
+    # functional.make_loss_fn casts the logits to float32, so agreement is float32-level.
+    np.testing.assert_allclose(got, h @ v, rtol=1e-5, atol=1e-7)
+    op = hessian.HessianOperator(loss_fn, p, s, batch)
+    block = jax.random.normal(jax.random.key(2), (3, flat.size), jnp.float64)
+    np.testing.assert_allclose(op.matmat(block), block @ h.T, rtol=1e-5, atol=1e-7)
+    assert op.hvp_count == 3
+
+
+def test_hvp_restricted_to_mask_is_the_subblock():
+  with jax.enable_x64(True):
+    loss_fn, p, s, batch = _tiny_problem()
+    full = hessian.HessianOperator(loss_fn, p, s, batch).dense()
+    sub = hessian.HessianOperator(loss_fn, p, s, batch, mask="fc").dense()
+    # Leaves are in pytree order fc/bias, fc/kernel, fc1/...: fc comes first.
+    n = sub.shape[0]
+    assert n == 6 * 3 + 3
+    np.testing.assert_allclose(sub, full[:n, :n], rtol=1e-5, atol=1e-7)
+
+
+def test_dataset_average_equals_one_big_batch():
+  with jax.enable_x64(True):
+    loss_fn, p, s, batch = _tiny_problem(n=32)
+    parts = [{k: v[:20] for k, v in batch.items()}, {k: v[20:] for k, v in batch.items()}]
+    v = jax.random.normal(jax.random.key(3), (75,), jnp.float64)
+    one = hessian.HessianOperator(loss_fn, p, s, batch).matvec(v)
+    two = hessian.HessianOperator(loss_fn, p, s, parts).matvec(v)
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-7)
+
+
+def test_lanczos_top_k_matches_eigh(lenet_fc):
+  op, dense = lenet_fc
+  with jax.enable_x64(True):
+    exact = np.linalg.eigvalsh(dense)[::-1][:20]
+    res = hessian.lanczos_top_k(op, 20, tol=1e-8)
+  assert res.converged
+  np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-6)
+  assert res.hvp_count == res.iterations < 200
+
+
+def test_power_iteration_agrees(lenet_fc):
+  op, dense = lenet_fc
+  with jax.enable_x64(True):
+    w = np.linalg.eigvalsh(dense)
+    exact = w[np.argsort(-np.abs(w))][:4]
+    res = hessian.power_iteration_top_k(op, 4, tol=1e-9, max_iters=1000)
+  np.testing.assert_allclose(res.eigenvalues, np.sort(exact)[::-1], rtol=1e-4)
+
+
+def test_hutchinson_trace_within_standard_error(lenet_fc):
+  op, dense = lenet_fc
+  with jax.enable_x64(True):
+    res = hessian.hutchinson_trace(op, 100, block_size=25, seed=0)
+  assert res.hvp_count == 100
+  assert abs(res.trace - np.trace(dense)) < 4 * res.std_error
+
+
+def test_lanczos_and_slq_on_dense_operator():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+    eig = np.concatenate([np.linspace(10, 1, 5), rng.normal(0, 0.1, 55)])
+    op = hessian.DenseOperator(q @ np.diag(eig) @ q.T)
+    res = hessian.lanczos_top_k(op, 5, tol=1e-10)
+    np.testing.assert_allclose(res.eigenvalues, np.sort(eig)[::-1][:5], rtol=1e-8)
+    dens = hessian.slq_density(op, num_probes=4, num_steps=60, grid_size=500)
+  area = np.sum(dens.density) * (dens.grid[1] - dens.grid[0])
+  np.testing.assert_allclose(area, 1.0, rtol=1e-2)
+  assert dens.hvp_count == 4 * 60
+  assert np.nanmax(dens.nodes) <= eig.max() + 1e-6
+
+
+def test_empty_mask_and_unknown_layer_are_clear_errors():
+  loss_fn, p, s, batch = _tiny_problem()
+  with pytest.raises(ValueError, match="selects no parameter"):
+    hessian.HessianOperator(loss_fn, p, s, batch, mask=jax.tree.map(lambda _: False, p))
+  with pytest.raises(params_lib.UnknownLayerError, match="Valid layers: fc, fc1"):
+    hessian.HessianOperator(loss_fn, p, s, batch, mask="conv9")

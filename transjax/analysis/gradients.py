@@ -1,0 +1,220 @@
+"""Gradient measurements: loss variation along the gradient (Fig 6, 11), gradient
+statistics of a layer (Fig 7 a-c) and the gradient scale per layer (Fig 7 d).
+
+All losses use train=False (BatchNorm running statistics), so they are deterministic
+functions of the parameters.
+
+Variation along the gradient (Appendix A): at theta take g = grad L(theta) and evaluate
+L_k = L(theta - k s g), k = 0..K (K = 100). Two protocols:
+  "gradient": s = lr, so each step moves lr * ||g|| (proportional to the gradient);
+  "fixed":    s = step_length / ||g||, so each step moves exactly step_length.
+Reported: max_change = max_k L_k - min_k L_k, max_abs_change = max_k |L_k - L_0|, and
+(Santurkar et al. 2018) gradient predictiveness ||grad L(theta - s g) - g|| and effective
+beta-smoothness max_k ||grad L(theta - k s g) - g|| / ||k s g||.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transjax import params as params_lib
+from transjax.analysis.hessian import combine, partition, resolve_mask
+from transjax.models.taps import TapRecorder
+
+PROTOCOLS = ("gradient", "fixed")
+
+
+def _tree_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def loss_gradient(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
+                  mask: Any = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(loss, gradient on the masked leaves as {path: array}), train=False."""
+  sub = partition(params, mask)
+  f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+  return jax.jit(jax.value_and_grad(f))(sub)
+
+
+def _variation_fn(loss_fn, num_steps: int, protocol: str, with_gradients: bool):
+
+  def run(sub, params, state, batch, scale):
+    f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+    loss0, g = jax.value_and_grad(f)(sub)
+    gnorm = _tree_norm(g)
+    s = scale if protocol == "gradient" else scale / jnp.maximum(gnorm, 1e-30)
+
+    def at(k):
+      moved = jax.tree.map(lambda w, gi: w - (k * s).astype(w.dtype) * gi, sub, g)
+      if not with_gradients:
+        return f(moved), jnp.zeros((), loss0.dtype)
+      loss_k, g_k = jax.value_and_grad(f)(moved)
+      diff = _tree_norm(jax.tree.map(jnp.subtract, g_k, g))
+      return loss_k, diff
+
+    ks = jnp.arange(1, num_steps + 1, dtype=loss0.dtype)
+    losses, diffs = jax.lax.map(at, ks)
+    return loss0, losses, diffs, gnorm, s
+
+  return jax.jit(run)
+
+
+def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
+                       protocol: str = "gradient", lr: float = 0.01, step_length: float = 0.01,
+                       num_steps: int = 100, mask: Any = None,
+                       with_gradients: bool = True) -> dict[str, Any]:
+  """Loss (and gradient) along theta - k s g, k = 0..num_steps (see the module docstring).
+
+  Args:
+    protocol: "gradient" (s = lr) or "fixed" (s = step_length / ||g||).
+    mask: restrict theta and g to these parameters (None: all).
+    with_gradients: also compute gradient predictiveness and beta-smoothness (one
+      gradient per step instead of one loss).
+
+  Returns:
+    dict with "losses" (num_steps + 1 floats, L_0 first), "max_change", "max_abs_change",
+    "grad_norm", "step" (s), and with gradients "grad_predictiveness", "beta_smoothness".
+  """
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+  sub = partition(params, mask)
+  scale = lr if protocol == "gradient" else step_length
+  fn = _variation_fn(loss_fn, num_steps, protocol, with_gradients)
+  loss0, losses, diffs, gnorm, s = fn(sub, params, state, batch,
+                                      jnp.asarray(scale, jax.tree.leaves(sub)[0].dtype))
+  path = np.concatenate([[float(loss0)], np.asarray(losses, np.float64)])
+  out = {"protocol": protocol, "losses": path.tolist(),
+         "max_change": float(np.nanmax(path) - np.nanmin(path)),
+         "max_abs_change": float(np.nanmax(np.abs(path - path[0]))),
+         "grad_norm": float(gnorm), "step": float(s)}
+  if with_gradients:
+    diffs = np.asarray(diffs, np.float64)
+    moved = np.arange(1, num_steps + 1) * float(s) * float(gnorm)
+    out["grad_predictiveness"] = float(diffs[0])
+    out["beta_smoothness"] = float(np.nanmax(diffs / np.maximum(moved, 1e-30)))
+  return out
+
+
+class GradientVariationCallback:
+  """Training callback: `gradient_variation` every `every_n_steps` steps.
+
+  The trainer calls `metrics.update(cb(step, params, state))` where `cb.should_run(step)`.
+  The loss function is given here or bound later with `bind(loss_fn)` (the trainer builds
+  the model). Output keys: f"{prefix}max_change", f"{prefix}max_abs_change",
+  f"{prefix}grad_norm", f"{prefix}grad_predictiveness", f"{prefix}beta_smoothness".
+  """
+
+  def __init__(self, every_n_steps: int, batch: Mapping[str, Any], protocol: str = "gradient",
+               *, loss_fn: Callable | None = None, lr: float = 0.01, step_length: float = 0.01,
+               num_steps: int = 100, mask: Any = None, with_gradients: bool = True,
+               prefix: str | None = None):
+    if every_n_steps < 1:
+      raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}.")
+    if protocol not in PROTOCOLS:
+      raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    self.every_n_steps, self.batch, self.protocol = every_n_steps, batch, protocol
+    self.loss_fn, self.lr, self.step_length = loss_fn, lr, step_length
+    self.num_steps, self.mask, self.with_gradients = num_steps, mask, with_gradients
+    self.prefix = f"gradvar_{protocol}/" if prefix is None else prefix
+
+  def bind(self, loss_fn: Callable) -> "GradientVariationCallback":
+    self.loss_fn = loss_fn
+    return self
+
+  def should_run(self, step: int) -> bool:
+    return int(step) % self.every_n_steps == 0
+
+  def __call__(self, step: int, params: Any, state: Any) -> dict[str, float]:
+    del step
+    if self.loss_fn is None:
+      raise RuntimeError("GradientVariationCallback has no loss_fn: pass loss_fn= or bind().")
+    out = gradient_variation(self.loss_fn, params, state, self.batch, protocol=self.protocol,
+                             lr=self.lr, step_length=self.step_length,
+                             num_steps=self.num_steps, mask=self.mask,
+                             with_gradients=self.with_gradients)
+    keys = ("max_change", "max_abs_change", "grad_norm", "grad_predictiveness",
+            "beta_smoothness")
+    return {self.prefix + k: out[k] for k in keys if k in out}
+
+
+# --------------------------------------------------------------------------------------
+# Fig 7: gradient statistics.
+
+
+def kernel_path(params: Any, layer: str) -> str:
+  """The path of `layer`'s kernel (UnknownLayerError lists valid layers)."""
+  params_lib.mask_for(params, layer)
+  name = params_lib.normalize_name(layer)
+  path = name if name.endswith("/kernel") else name + "/kernel"
+  paths = [p for p, _ in params_lib.named_leaves(params)]
+  if path not in paths:
+    raise params_lib.UnknownLayerError(
+        f"Layer {layer!r} has no kernel. Layers with kernels: "
+        + ", ".join(params_lib.weight_layer_names(params)))
+  return path
+
+
+def gradient_histogram(grads: Mapping[str, Any], path: str, bins: int = 100) -> dict[str, Any]:
+  """Histogram of the gradient entries of one parameter (Fig 7a)."""
+  values = np.asarray(grads[path], np.float64).ravel()
+  counts, edges = np.histogram(values, bins=bins)
+  return {"path": path, "counts": counts.tolist(), "edges": edges.tolist(),
+          "mean_abs": float(np.mean(np.abs(values))), "max_abs": float(np.max(np.abs(values))),
+          "std": float(np.std(values))}
+
+
+def as_matrix(kernel: Any) -> np.ndarray:
+  """A kernel as an out x in matrix: conv HWIO -> out x (in kh kw); dense (in, out) -> out x in."""
+  k = np.asarray(kernel, np.float64)
+  if k.ndim == 2:
+    return k.T
+  if k.ndim == 4:
+    return np.transpose(k, (3, 2, 0, 1)).reshape(k.shape[3], -1)
+  raise ValueError(f"Expected a dense (2-D) or conv HWIO (4-D) kernel, got shape {k.shape}.")
+
+
+def gradient_svd_projection(grad_kernel: Any, weight_kernel: Any) -> dict[str, Any]:
+  """SVD of a layer's gradient G = U S V^T and |u_i^T W v_i| per singular direction (Fig 7b,c).
+
+  Both kernels are reshaped by `as_matrix` (out x in).
+  """
+  g, w = as_matrix(grad_kernel), as_matrix(weight_kernel)
+  u, s, vt = np.linalg.svd(g, full_matrices=False)
+  proj = np.abs(np.sum(u * (w @ vt.T), axis=0))
+  return {"singular_values": s.tolist(), "projection": proj.tolist()}
+
+
+def layer_gradient_scale(loss_fn: Callable, params: Any, state: Any,
+                         batch: Mapping[str, Any]) -> dict[str, Any]:
+  """||dL/dx_l||_F for the input x_l of every tapped layer, from the output layer down (Fig 7d).
+
+  Uses the taps mechanism (transjax.models.taps): a TapRecorder under `jax.eval_shape`
+  gives the shapes, then the gradient w.r.t. zero taps is the gradient w.r.t. each layer's
+  input activations. train=False.
+  """
+  recorder = TapRecorder()
+  jax.eval_shape(lambda p: loss_fn(p, state, {**batch, "taps": recorder}, False)[0], params)
+  if not recorder:
+    raise ValueError("The model records no taps; it cannot report per-layer gradient scale.")
+  zeros = {name: jnp.zeros(sd.shape, sd.dtype) for name, sd in recorder.items()}
+  grads = jax.jit(jax.grad(
+      lambda t: loss_fn(params, state, {**batch, "taps": t}, False)[0]))(zeros)
+  names = list(recorder)[::-1]
+  return {"layers": names, "norms": [float(_tree_norm(grads[n])) for n in names]}
+
+
+def gradient_stats(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
+                   layer: str, *, bins: int = 100) -> dict[str, Any]:
+  """Fig 7 a-d for one layer: gradient histogram, SVD projection, per-layer scale."""
+  path = kernel_path(params, layer)
+  loss, grads = loss_gradient(loss_fn, params, state, batch, resolve_mask(params, None))
+  weights = dict(params_lib.named_leaves(params))
+  return {"layer": layer, "loss": float(loss),
+          "histogram": gradient_histogram(grads, path, bins),
+          "svd": gradient_svd_projection(grads[path], weights[path]),
+          "scale": layer_gradient_scale(loss_fn, params, state, batch)}

@@ -1,0 +1,499 @@
+"""Hessian of the loss: Hessian-vector products, top-k eigenvalues, trace, spectral density.
+
+Everything here is a pure function of the one `loss_fn` (transjax.functional) evaluated
+with train=False: BatchNorm uses its running statistics, so the loss (and its Hessian) is
+a deterministic function of the parameters.
+
+    op = HessianOperator(loss_fn, params, state, batch, mask=params_lib.mask_for(p, "fc"))
+    top = lanczos_top_k(op, k=20)           # the paper's Fig 3 (top-20 eigenvalues)
+    tr = hutchinson_trace(op, num_probes=100)
+
+A Hessian-vector product is forward-over-reverse, `jax.jvp(jax.grad(f), (x,), (v,))[1]`,
+with `f(sub) = loss(combine(sub, params))`: restricting to a mask closes over the unmasked
+leaves, so the vector (and the Hessian) lives only on the masked parameters.
+The solvers (`lanczos_top_k`, `power_iteration_top_k`, `hutchinson_trace`, `slq_density`)
+take any operator with `dim`, `dtype`, `matvec` and `matmat` (see `DenseOperator`), so
+they are tested against dense matrices and used unchanged on ResNet-50.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.flatten_util import ravel_pytree
+
+from transjax import params as params_lib
+
+# --------------------------------------------------------------------------------------
+# Parameter subsets (shared by all analyses).
+
+
+def resolve_mask(params: Any, mask: Any = None) -> Any:
+  """A boolean mask pytree from None (all), layer name(s) or a mask; checks it selects something.
+
+  Raises:
+    params_lib.UnknownLayerError: a layer name that does not exist (lists the valid ones).
+    ValueError: the mask has the wrong structure or selects no parameter.
+  """
+  if mask is None or isinstance(mask, str) or (
+      isinstance(mask, Sequence) and all(isinstance(m, str) for m in mask)):
+    mask = params_lib.mask_for(params, mask)
+  flat = jax.tree.leaves(mask)
+  n_leaves = len(jax.tree.leaves(params))
+  if len(flat) != n_leaves:
+    raise ValueError(f"The mask has {len(flat)} leaves but params have {n_leaves}; build it "
+                     "with transjax.params.mask_for(params, layers).")
+  if not any(bool(m) for m in flat):
+    raise ValueError("The mask selects no parameter (every leaf is False). Valid layers: "
+                     + ", ".join(params_lib.layer_names(params)))
+  return mask
+
+
+def partition(params: Any, mask: Any = None) -> dict[str, jax.Array]:
+  """The masked leaves of `params` as a dict {path: array} (the analysed sub-vector)."""
+  mask = resolve_mask(params, mask)
+  return {path: leaf for (path, leaf), m in zip(params_lib.named_leaves(params),
+                                                jax.tree.leaves(mask)) if m}
+
+
+def combine(sub: Mapping[str, jax.Array], params: Any) -> Any:
+  """`params` with the leaves named in `sub` replaced (inverse of `partition`)."""
+  named = params_lib.named_leaves(params)
+  leaves = [sub[path] if path in sub else leaf for path, leaf in named]
+  return jax.tree.unflatten(jax.tree.structure(params), leaves)
+
+
+def restricted_loss(loss_fn: Callable, params: Any, state: Any) -> Callable:
+  """`f(sub, batch) -> loss` with train=False, other leaves fixed at `params`."""
+
+  def f(sub, batch):
+    return loss_fn(combine(sub, params), state, batch, False)[0]
+
+  return f
+
+
+def _as_batches(batches: Any) -> list[Mapping[str, Any]]:
+  if isinstance(batches, Mapping):
+    return [batches]
+  out = list(batches)
+  if not out:
+    raise ValueError("No batches given.")
+  return out
+
+
+def _batch_size(batch: Mapping[str, Any]) -> int:
+  return int(np.shape(batch["label"])[0])
+
+
+# --------------------------------------------------------------------------------------
+# Hessian-vector products.
+
+
+def make_hvp(loss_fn: Callable) -> Callable:
+  """Returns jitted `hvp(sub, params, state, batch, v) -> H v` (same structure as `sub`).
+
+  Forward-over-reverse; the loss with train=False; `params` supplies the fixed leaves.
+  """
+
+  def hvp(sub, params, state, batch, v):
+    f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+    return jax.jvp(jax.grad(f), (sub,), (v,))[1]
+
+  return jax.jit(hvp)
+
+
+def hvp(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], v: Any,
+        mask: Any = None) -> dict[str, jax.Array]:
+  """One Hessian-vector product on the masked parameters (v: dict {path: array})."""
+  sub = partition(params, mask)
+  return make_hvp(loss_fn)(sub, params, state, batch, v)
+
+
+class HessianOperator:
+  """The Hessian of the mean loss over a sample set, as a linear operator on flat vectors.
+
+  Args:
+    loss_fn: transjax.functional loss (evaluated with train=False: deterministic BatchNorm).
+    params, state: the point at which the Hessian is taken.
+    batches: one batch dict (a fixed sample set) or a sequence of batches (a whole
+      dataset); the HVP is the sum of per-batch HVPs weighted by batch size / total, so
+      memory is bounded by one batch.
+    mask: None (all parameters), layer name(s), or a boolean mask pytree.
+
+  `hvp_count` counts full-sample-set products (a block of b vectors counts b).
+  """
+
+  def __init__(self, loss_fn: Callable, params: Any, state: Any, batches: Any,
+               mask: Any = None):
+    self.params, self.state = params, state
+    self.mask = resolve_mask(params, mask)
+    self.sub = partition(params, self.mask)
+    self.flat0, self.unravel = ravel_pytree(self.sub)
+    self.dim = int(self.flat0.size)
+    self.dtype = self.flat0.dtype
+    self.batches = _as_batches(batches)
+    sizes = np.array([_batch_size(b) for b in self.batches], np.float64)
+    self.weights = sizes / sizes.sum()
+    self.num_samples = int(sizes.sum())
+    self.hvp_count = 0
+    unravel = self.unravel
+
+    def flat_hvp(sub, params, state, batch, v_flat):
+      f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+      out = jax.jvp(jax.grad(f), (sub,), (unravel(v_flat),))[1]
+      return ravel_pytree(out)[0]
+
+    self._matvec = jax.jit(flat_hvp)
+    self._matmat = jax.jit(jax.vmap(flat_hvp, in_axes=(None, None, None, None, 0)))
+
+  def _accumulate(self, fn, x):
+    total = None
+    for w, batch in zip(self.weights, self.batches):
+      y = fn(self.sub, self.params, self.state, batch, x)
+      total = y * w if total is None else total + y * w
+    return total.astype(self.dtype)
+
+  def matvec(self, v: jax.Array) -> jax.Array:
+    """H v for a flat vector v of length `dim`."""
+    self.hvp_count += 1
+    return self._accumulate(self._matvec, jnp.asarray(v, self.dtype))
+
+  def matmat(self, vs: jax.Array) -> jax.Array:
+    """H V for a block of flat vectors (rows), vmapped; sharded over devices when several."""
+    vs = jnp.asarray(vs, self.dtype)
+    self.hvp_count += int(vs.shape[0])
+    n_dev = jax.device_count()
+    if n_dev > 1 and vs.shape[0] % n_dev == 0:
+      mesh = jax.make_mesh((n_dev,), ("data",))
+      vs = jax.device_put(vs, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    return self._accumulate(self._matmat, vs)
+
+  def dense(self) -> np.ndarray:
+    """The full Hessian (dim x dim) by `dim` HVPs; only for small problems and tests."""
+    eye = jnp.eye(self.dim, dtype=self.dtype)
+    return np.asarray(jnp.concatenate([self.matmat(eye[i:i + 64])
+                                       for i in range(0, self.dim, 64)]))
+
+
+class DenseOperator:
+  """A symmetric matrix with the operator interface (for tests and toy problems)."""
+
+  def __init__(self, matrix: Any):
+    self.matrix = jnp.asarray(matrix)
+    self.dim = int(self.matrix.shape[0])
+    self.dtype = self.matrix.dtype
+    self.hvp_count = 0
+
+  def matvec(self, v):
+    self.hvp_count += 1
+    return self.matrix @ v
+
+  def matmat(self, vs):
+    self.hvp_count += int(vs.shape[0])
+    return vs @ self.matrix.T
+
+
+# --------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclasses.dataclass
+class EigenResult:
+  """Top-k eigenvalues (descending) and how they were obtained."""
+  method: str
+  eigenvalues: np.ndarray
+  residuals: np.ndarray          # Ritz residual bound ||H x - theta x|| (lanczos) or last relative change
+  hvp_count: int
+  iterations: int
+  converged: bool
+  tol: float
+  seconds: float
+  eigenvectors: np.ndarray | None = None   # (k, dim) when requested
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"method": self.method, "eigenvalues": [float(x) for x in self.eigenvalues],
+            "residuals": [float(x) for x in self.residuals], "hvp_count": self.hvp_count,
+            "iterations": self.iterations, "converged": self.converged, "tol": self.tol,
+            "seconds": self.seconds}
+
+
+@dataclasses.dataclass
+class TraceResult:
+  """Hutchinson estimate of tr(H): mean of z^T H z over Rademacher probes, and its SE."""
+  trace: float
+  std_error: float
+  num_probes: int
+  hvp_count: int
+  seconds: float
+  samples: np.ndarray
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"trace": self.trace, "std_error": self.std_error, "num_probes": self.num_probes,
+            "hvp_count": self.hvp_count, "seconds": self.seconds}
+
+
+@dataclasses.dataclass
+class DensityResult:
+  """Stochastic Lanczos quadrature: Gaussian-broadened spectral density on a grid."""
+  grid: np.ndarray
+  density: np.ndarray
+  nodes: np.ndarray       # (num_probes, steps) Ritz values
+  weights: np.ndarray     # (num_probes, steps) quadrature weights (sum to 1 per probe)
+  sigma: float
+  hvp_count: int
+  seconds: float
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"grid": self.grid.tolist(), "density": self.density.tolist(),
+            "nodes": self.nodes.tolist(), "weights": self.weights.tolist(),
+            "sigma": self.sigma, "hvp_count": self.hvp_count, "seconds": self.seconds}
+
+
+# --------------------------------------------------------------------------------------
+# Lanczos.
+
+
+@jax.jit
+def _orthogonalize(basis, w, n_valid):
+  """w minus its projection on the first n_valid rows of basis (twice: DGKS)."""
+  keep = (jnp.arange(basis.shape[0]) < n_valid).astype(basis.dtype)
+  for _ in range(2):
+    w = w - ((basis @ w) * keep) @ basis
+  return w
+
+
+@jax.jit
+def _set_row(basis, i, row):
+  return basis.at[i].set(row)
+
+
+def _random_unit(key, dim, dtype):
+  v = jax.random.normal(key, (dim,), dtype)
+  return v / jnp.linalg.norm(v)
+
+
+def _lanczos(op, v0: jax.Array, max_steps: int, key: jax.Array,
+             stop: Callable[[int, np.ndarray, np.ndarray, float], bool] | None = None):
+  """Lanczos with full reorthogonalisation; restarts on an invariant subspace.
+
+  Returns (alphas, betas, basis, steps): T has diagonal alphas[:steps] and off-diagonal
+  betas[:steps-1]; betas[steps-1] is the residual norm of the last step.
+  """
+  max_steps = min(max_steps, op.dim)
+  basis = jnp.zeros((max_steps, op.dim), op.dtype)
+  alphas, betas = np.zeros(max_steps), np.zeros(max_steps)
+  q = v0 / jnp.linalg.norm(v0)
+  steps = 0
+  for j in range(max_steps):
+    basis = _set_row(basis, j, q)
+    w = op.matvec(q)
+    alpha = float(jnp.vdot(w, q))
+    w = _orthogonalize(basis, w, j + 1)
+    beta = float(jnp.linalg.norm(w))
+    alphas[j], betas[j] = alpha, beta
+    steps = j + 1
+    if stop is not None and stop(steps, alphas[:steps], betas[:steps], beta):
+      break
+    if steps == max_steps:
+      break
+    scale = max(np.max(np.abs(alphas[:steps])), 1e-30)
+    if beta <= 1e-10 * scale:  # invariant subspace: restart orthogonally, T splits
+      key, sub = jax.random.split(key)
+      w = _orthogonalize(basis, _random_unit(sub, op.dim, op.dtype), j + 1)
+      betas[j] = 0.0
+      q = w / jnp.linalg.norm(w)
+    else:
+      q = w / beta
+  return alphas[:steps], betas[:steps], basis[:steps], steps
+
+
+def _tridiag(alphas, betas):
+  n = len(alphas)
+  t = np.diag(alphas)
+  if n > 1:
+    t += np.diag(betas[:n - 1], 1) + np.diag(betas[:n - 1], -1)
+  return t
+
+
+def _select(theta, k, which):
+  order = np.argsort(-np.abs(theta)) if which == "LM" else np.argsort(-theta)
+  return order[:k]
+
+
+def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None = None,
+                  seed: int = 0, which: str = "LA", return_vectors: bool = False,
+                  log_every: int = 0) -> EigenResult:
+  """Top-k eigenvalues by Lanczos with full reorthogonalisation.
+
+  Converged when every wanted Ritz value theta_i has residual bound
+  |beta_m s_{m,i}| = ||H x_i - theta_i x_i|| <= tol * max(|theta_i|, 1e-12 * max|theta|)
+  (eigenvalue error is at most the residual, and ~ residual^2 / gap).
+
+  Args:
+    op: a `HessianOperator` (loss with train=False) or any operator with the same interface.
+    k: number of eigenvalues (the paper: 20).
+    tol: relative Ritz-residual tolerance.
+    max_steps: Krylov dimension limit (default min(dim, 8k + 40)).
+    seed: starting vector seed.
+    which: "LA" largest algebraic (the paper's top eigenvalues) or "LM" largest magnitude.
+    return_vectors: also return the Ritz vectors (k, dim).
+    log_every: log progress every this many steps (0: never).
+  """
+  if which not in ("LA", "LM"):
+    raise ValueError(f"which must be 'LA' or 'LM', got {which!r}.")
+  k = min(k, op.dim)
+  max_steps = min(op.dim, max_steps or 8 * k + 40)
+  start, count0 = time.perf_counter(), op.hvp_count
+  state: dict[str, Any] = {}
+
+  def stop(steps, alphas, betas, beta):
+    if steps < k and steps < op.dim:
+      return False
+    theta, s = np.linalg.eigh(_tridiag(alphas, betas))
+    idx = _select(theta, k, which)
+    res = np.abs(beta * s[-1, idx])
+    floor = 1e-12 * max(np.max(np.abs(theta)), 1e-30)
+    state.update(theta=theta[idx], res=res)
+    if log_every and steps % log_every == 0:
+      logging.info("lanczos step %d: top %.6g, max rel residual %.3g", steps, theta[idx][0],
+                   np.max(res / np.maximum(np.abs(theta[idx]), floor)))
+    return bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), floor)))
+
+  key = jax.random.key(seed)
+  key, sub = jax.random.split(key)
+  alphas, betas, basis, steps = _lanczos(op, _random_unit(sub, op.dim, op.dtype), max_steps,
+                                         key, stop)
+  theta, s = np.linalg.eigh(_tridiag(alphas, betas))
+  idx = _select(theta, k, which)
+  res = np.abs(betas[-1] * s[-1, idx])
+  floor = 1e-12 * max(np.max(np.abs(theta)), 1e-30)
+  converged = bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), floor)))
+  vectors = None
+  if return_vectors:
+    vectors = np.asarray(jnp.asarray(s[:, idx].T, op.dtype) @ basis)
+  order = np.argsort(-theta[idx])
+  return EigenResult("lanczos", theta[idx][order], res[order], op.hvp_count - count0, steps,
+                     converged, tol, time.perf_counter() - start,
+                     None if vectors is None else vectors[order])
+
+
+# --------------------------------------------------------------------------------------
+# Power iteration with deflation (PyHessian).
+
+
+def power_iteration_top_k(op, k: int = 20, *, tol: float = 1e-3, max_iters: int = 100,
+                          seed: int = 0, return_vectors: bool = False) -> EigenResult:
+  """Top-k (largest-magnitude) eigenvalues by power iteration with deflation.
+
+  PyHessian's method (Yao et al. 2020): for i = 1..k, iterate v <- H v / ||H v|| with v
+  kept orthogonal to the eigenvectors already found, until the Rayleigh quotient changes by
+  less than tol relative (|new - old| / (|old| + 1e-6)). Kept for comparison with Lanczos.
+  """
+  k = min(k, op.dim)
+  start, count0 = time.perf_counter(), op.hvp_count
+  key = jax.random.key(seed)
+  found: list[jax.Array] = []
+  values, changes, total_iters, all_converged = [], [], 0, True
+  basis = jnp.zeros((k, op.dim), op.dtype)
+  for i in range(k):
+    key, sub = jax.random.split(key)
+    v = _random_unit(sub, op.dim, op.dtype)
+    value, change, converged = None, np.inf, False
+    for _ in range(max_iters):
+      v = _orthogonalize(basis, v, i)
+      v = v / jnp.linalg.norm(v)
+      hv = op.matvec(v)
+      total_iters += 1
+      new = float(jnp.vdot(hv, v))
+      norm = float(jnp.linalg.norm(hv))
+      if value is not None:
+        change = abs(value - new) / (abs(value) + 1e-6)
+      value = new
+      v = hv / max(norm, 1e-30)
+      if change < tol:
+        converged = True
+        break
+    all_converged &= converged
+    v = _orthogonalize(basis, v, i)
+    v = v / jnp.linalg.norm(v)
+    basis = _set_row(basis, i, v)
+    found.append(v)
+    values.append(value)
+    changes.append(change)
+  values_np = np.array(values)
+  order = np.argsort(-values_np)
+  vectors = np.asarray(basis)[order] if return_vectors else None
+  return EigenResult("power_iteration", values_np[order], np.array(changes)[order],
+                     op.hvp_count - count0, total_iters, all_converged, tol,
+                     time.perf_counter() - start, vectors)
+
+
+# --------------------------------------------------------------------------------------
+# Trace and spectral density.
+
+
+def hutchinson_trace(op, num_probes: int = 100, *, block_size: int = 10,
+                     seed: int = 0) -> TraceResult:
+  """tr(H) ~ mean_z z^T H z with Rademacher z; reports mean and standard error.
+
+  Probes are evaluated `block_size` at a time with a vmapped HVP.
+  """
+  if num_probes < 2:
+    raise ValueError("hutchinson_trace needs at least 2 probes for a standard error.")
+  start, count0 = time.perf_counter(), op.hvp_count
+  key = jax.random.key(seed)
+  samples = []
+  done = 0
+  while done < num_probes:
+    b = min(block_size, num_probes - done)
+    key, sub = jax.random.split(key)
+    z = jax.random.rademacher(sub, (b, op.dim), op.dtype)
+    hz = op.matmat(z)
+    samples.append(np.asarray(jnp.sum(z * hz, axis=1), np.float64))
+    done += b
+  samples_np = np.concatenate(samples)
+  return TraceResult(float(samples_np.mean()),
+                     float(samples_np.std(ddof=1) / np.sqrt(num_probes)), num_probes,
+                     op.hvp_count - count0, time.perf_counter() - start, samples_np)
+
+
+def slq_density(op, num_probes: int = 10, num_steps: int = 90, *, grid_size: int = 1000,
+                sigma_rel: float = 0.01, seed: int = 0,
+                margin: float = 0.05) -> DensityResult:
+  """Spectral density by stochastic Lanczos quadrature (Ghorbani, Krishnan, Xiao 2019).
+
+  For each of `num_probes` Gaussian probes, an m-step Lanczos (full reorthogonalisation)
+  gives Ritz values theta_j and weights tau_j = (first component of the Ritz vector)^2;
+  the density is the probe average of sum_j tau_j N(t; theta_j, sigma^2), on a grid that
+  spans the Ritz values (plus `margin`), with sigma = sigma_rel * (spectrum width).
+  """
+  start, count0 = time.perf_counter(), op.hvp_count
+  key = jax.random.key(seed)
+  nodes, weights = [], []
+  for _ in range(num_probes):
+    key, sub, sub2 = jax.random.split(key, 3)
+    alphas, betas, _, steps = _lanczos(op, jax.random.normal(sub, (op.dim,), op.dtype),
+                                       num_steps, sub2)
+    theta, s = np.linalg.eigh(_tridiag(alphas, betas))
+    tau = s[0, :] ** 2
+    pad = num_steps - steps
+    nodes.append(np.pad(theta, (0, pad), constant_values=np.nan))
+    weights.append(np.pad(tau, (0, pad)))
+  nodes_np, weights_np = np.array(nodes), np.array(weights)
+  lo, hi = np.nanmin(nodes_np), np.nanmax(nodes_np)
+  width = max(hi - lo, 1e-12)
+  grid = np.linspace(lo - margin * width, hi + margin * width, grid_size)
+  sigma = sigma_rel * width
+  valid = ~np.isnan(nodes_np)
+  diff = grid[None, None, :] - np.where(valid, nodes_np, 0.0)[..., None]
+  gauss = np.exp(-0.5 * (diff / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+  density = np.sum(weights_np[..., None] * gauss * valid[..., None], axis=(0, 1)) / num_probes
+  return DensityResult(grid, density, nodes_np, weights_np, float(sigma),
+                       op.hvp_count - count0, time.perf_counter() - start)

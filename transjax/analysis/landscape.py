@@ -1,0 +1,359 @@
+"""Loss landscapes: filter-normalised random directions and 1-D / 2-D loss grids.
+
+Paper, Appendix A "Visualization of loss landscapes": the value L(theta + eta (p a + q b))
+with a, b random Gaussian directions filter-normalised as in Li et al. 2018, p, q in
+-100..99 (a 200 x 200 grid), eta = 0.001, on 256 fixed samples. Restricting the
+directions to one layer (a mask) gives the per-layer landscapes of Fig 5, the other layers
+held fixed.
+
+The loss is `loss_fn(..., train=False)`: BatchNorm uses its running statistics, so the
+surface is a deterministic function of the parameters. Grid points are evaluated with
+`vmap` in chunks sized to a memory budget, sharded over a 1-D 'data' mesh when there are
+several devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.flatten_util import ravel_pytree
+
+from transjax import params as params_lib
+from transjax.analysis.hessian import resolve_mask
+
+PAPER_RESOLUTION = 200
+PAPER_ETA = 1e-3
+PAPER_NUM_SAMPLES = 256
+DEFAULT_BUDGET_BYTES = 2 << 30
+
+
+class GridTooLargeError(ValueError):
+  """Even one grid point does not fit the memory budget (the message has the numbers)."""
+
+
+# --------------------------------------------------------------------------------------
+# Directions.
+
+
+def filter_normalize(direction: Any, params: Any, mask: Any = None, *,
+                     include_bias_bn: bool = False) -> Any:
+  """Rescales each output filter of `direction` to the norm of the same filter of `params`.
+
+  Conv kernels (HWIO) and dense kernels (in, out): the filter / neuron is the last axis.
+  Leaves with ndim <= 1 (biases, BatchNorm scale/shift) become zero, or with
+  `include_bias_bn` are rescaled as whole vectors. Leaves outside `mask` become zero.
+  """
+  mask = resolve_mask(params, mask)
+
+  def one(d, w, m):
+    if not m:
+      return jnp.zeros_like(w)
+    d = jnp.asarray(d, w.dtype)
+    if w.ndim <= 1:
+      if not include_bias_bn:
+        return jnp.zeros_like(w)
+      return d * jnp.linalg.norm(w) / (jnp.linalg.norm(d) + 1e-10)
+    axes = tuple(range(w.ndim - 1))
+    w_norm = jnp.sqrt(jnp.sum(jnp.square(w), axis=axes, keepdims=True))
+    d_norm = jnp.sqrt(jnp.sum(jnp.square(d), axis=axes, keepdims=True))
+    return d * w_norm / (d_norm + 1e-10)
+
+  return jax.tree.map(one, direction, params, mask)
+
+
+def random_direction(key: jax.Array, params: Any, mask: Any = None, *,
+                     include_bias_bn: bool = False) -> Any:
+  """A Gaussian direction, filter-normalised to `params`, zero outside `mask`."""
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  noise = [jax.random.normal(k, jnp.shape(w), jnp.asarray(w).dtype) for k, w in zip(keys, leaves)]
+  return filter_normalize(jax.tree.unflatten(treedef, noise), params, mask,
+                          include_bias_bn=include_bias_bn)
+
+
+def orthogonalize(direction: Any, against: Any) -> Any:
+  """Gram-Schmidt: `direction` minus its projection on `against` (flattened; zeros stay zero)."""
+  d, unravel = ravel_pytree(direction)
+  a, _ = ravel_pytree(against)
+  return unravel(d - jnp.vdot(d, a) / jnp.vdot(a, a) * a)
+
+
+def random_directions(key: jax.Array, params: Any, num: int = 2, mask: Any = None, *,
+                      include_bias_bn: bool = False, orthogonal: bool = False) -> list[Any]:
+  """`num` filter-normalised directions; with `orthogonal`, later ones are orthogonalised
+  (Gram-Schmidt over the masked, flattened direction) against the earlier ones."""
+  out = []
+  for k in jax.random.split(key, num):
+    d = random_direction(k, params, mask, include_bias_bn=include_bias_bn)
+    if orthogonal:
+      for prev in out:
+        d = orthogonalize(d, prev)
+    out.append(d)
+  return out
+
+
+def paper_axis(resolution: int = PAPER_RESOLUTION, eta: float = PAPER_ETA) -> np.ndarray:
+  """eta * p for p = -resolution/2 .. resolution/2 - 1 (the paper: -100..99 times 0.001)."""
+  half = resolution // 2
+  return eta * np.arange(-half, resolution - half, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# Grid evaluation.
+
+
+@dataclasses.dataclass
+class ChunkPlan:
+  """How the grid is evaluated: bytes per point (estimate), chunk size, number of chunks."""
+  num_points: int
+  bytes_per_point: int
+  estimate_method: str
+  budget_bytes: int
+  chunk_size: int
+  num_chunks: int
+  num_devices: int
+  vectorize: str = "vmap"
+
+  def describe(self) -> str:
+    return (f"{self.num_points} points, ~{self.bytes_per_point / 2**20:.2f} MiB/point "
+            f"({self.estimate_method}), budget {self.budget_bytes / 2**20:.0f} MiB -> "
+            f"chunks of {self.chunk_size} ({self.num_chunks} chunks, {self.vectorize}) on "
+            f"{self.num_devices} device(s)")
+
+
+@dataclasses.dataclass
+class LandscapeResult:
+  """Loss values on a 1-D or 2-D grid around a centre."""
+  axes: list[np.ndarray]          # coordinates along each direction (eta * p)
+  losses: np.ndarray              # shape (len(axes[0]),) or (len(axes[0]), len(axes[1]))
+  center_loss: float
+  plan: ChunkPlan
+  seconds: float
+  points_per_second: float
+  nan_count: int
+  nan_points: list[list[float]]   # first few non-finite points, as coordinates
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"axes": [a.tolist() for a in self.axes],
+            "losses": np.where(np.isfinite(self.losses), self.losses, None).tolist(),
+            "center_loss": self.center_loss, "plan": dataclasses.asdict(self.plan),
+            "seconds": self.seconds, "points_per_second": self.points_per_second,
+            "nan_count": self.nan_count, "nan_points": self.nan_points}
+
+
+def _point_fn(loss_fn, params, state, batch, directions):
+  del params, state, batch
+
+  def f(params, state, batch, directions, c):
+    moved = jax.tree.map(lambda w, *ds: w + sum(ci * d for ci, d in zip(c, ds)).astype(w.dtype),
+                         params, *directions)
+    return loss_fn(moved, state, batch, False)[0]
+
+  return f
+
+
+def _tree_bytes(tree) -> int:
+  return int(sum(np.size(x) * jnp.asarray(x).dtype.itemsize for x in jax.tree.leaves(tree)))
+
+
+def estimate_bytes_per_point(loss_fn, params, state, batch, directions) -> tuple[int, str]:
+  """Memory one grid point needs: the compiled single-point function's temporaries plus a
+  moved copy of the parameters (XLA memory analysis), or a conservative formula."""
+  f = _point_fn(loss_fn, params, state, batch, directions)
+  c = jnp.zeros((len(directions),), jnp.asarray(jax.tree.leaves(params)[0]).dtype)
+  params_bytes = _tree_bytes(params)
+  try:
+    stats = jax.jit(f).lower(params, state, batch, directions, c).compile().memory_analysis()
+    if stats is not None and stats.temp_size_in_bytes > 0:
+      return int(stats.temp_size_in_bytes + params_bytes), "xla memory analysis"
+  except Exception as e:  # pylint: disable=broad-except  # backends without the analysis
+    logging.info("memory analysis unavailable (%s); using a formula", e)
+  # Conservative: params copy + ~20 activations the size of the input per sample.
+  return int(2 * params_bytes + 20 * _tree_bytes(batch["image"])), "formula"
+
+
+def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
+                method: str = "given", max_chunk: int = 4096,
+                chunk_size: int | None = None) -> ChunkPlan:
+  """Chunk size = budget // bytes per point (a multiple of the device count).
+
+  Raises:
+    GridTooLargeError: one point alone exceeds the budget.
+  """
+  n_dev = jax.device_count()
+  if chunk_size is None:
+    if bytes_per_point * 1 > budget_bytes:
+      raise GridTooLargeError(
+          f"One grid point needs ~{bytes_per_point / 2**20:.1f} MiB ({method}) but the memory "
+          f"budget is {budget_bytes / 2**20:.1f} MiB; even chunk=1 does not fit "
+          f"({num_points} points). Raise memory_budget_bytes, use fewer samples, or restrict "
+          "the analysis to fewer parameters.")
+    chunk_size = int(min(max_chunk, budget_bytes // bytes_per_point, num_points))
+  chunk_size = max(1, min(chunk_size, num_points))
+  if n_dev > 1:
+    chunk_size = max(n_dev, chunk_size // n_dev * n_dev)
+  return ChunkPlan(num_points, int(bytes_per_point), method, int(budget_bytes), chunk_size,
+                   math.ceil(num_points / chunk_size), n_dev)
+
+
+def _default_budget() -> int:
+  try:
+    stats = jax.devices()[0].memory_stats()
+    if stats and "bytes_limit" in stats:
+      return int(stats["bytes_limit"] * 0.5)
+  except Exception:  # pylint: disable=broad-except
+    pass
+  return DEFAULT_BUDGET_BYTES
+
+
+def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
+                    directions: Sequence[Any], coeffs: np.ndarray, *,
+                    chunk_size: int | None = None, memory_budget_bytes: int | None = None,
+                    vectorize: str = "auto",
+                    log_every_seconds: float = 10.0) -> tuple[np.ndarray, ChunkPlan, float]:
+  """L(params + sum_i coeffs[:, i] directions[i]) for every row of coeffs (train=False).
+
+  Returns (losses, plan, seconds). Each chunk is one jitted call: `vectorize="vmap"`
+  vmaps the points (GPU/TPU: one wide kernel per layer), "map" runs them as a `lax.map`
+  loop inside the call (CPU: vmapping over per-point weights turns convolutions into
+  grouped convolutions, which XLA:CPU runs ~3x slower per point than a loop); "auto" picks
+  vmap on accelerators and map on CPU. The last chunk is padded so one compilation serves
+  all; with several devices each chunk's point axis is sharded over a 1-D 'data' mesh.
+  """
+  if vectorize == "auto":
+    vectorize = "map" if jax.default_backend() == "cpu" else "vmap"
+  if vectorize not in ("vmap", "map"):
+    raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}.")
+  coeffs = np.asarray(coeffs)
+  num_points, num_dirs = coeffs.shape
+  if num_dirs != len(directions):
+    raise ValueError(f"coeffs has {num_dirs} columns for {len(directions)} directions.")
+  budget = memory_budget_bytes or _default_budget()
+  if chunk_size is None:
+    bpp, method = estimate_bytes_per_point(loss_fn, params, state, batch, directions)
+  else:
+    bpp, method = 0, "chunk size given"
+  plan = plan_chunks(num_points, bpp, budget, method=method, chunk_size=chunk_size)
+  plan.vectorize = vectorize
+  logging.info("landscape: %s", plan.describe())
+  dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
+  f = _point_fn(loss_fn, params, state, batch, directions)
+  if vectorize == "vmap":
+    batched = jax.jit(jax.vmap(f, in_axes=(None, None, None, None, 0)))
+  else:
+    batched = jax.jit(lambda p, s, b, d, cs: jax.lax.map(lambda c: f(p, s, b, d, c), cs))
+  sharding = None
+  if plan.num_devices > 1:
+    mesh = jax.make_mesh((plan.num_devices,), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  out = np.empty(num_points, np.float64)
+  start = last_log = time.perf_counter()
+  for i in range(plan.num_chunks):
+    lo, hi = i * plan.chunk_size, min(num_points, (i + 1) * plan.chunk_size)
+    chunk = np.zeros((plan.chunk_size, num_dirs), coeffs.dtype)
+    chunk[:hi - lo] = coeffs[lo:hi]
+    c = jnp.asarray(chunk, dtype)
+    if sharding is not None:
+      c = jax.device_put(c, sharding)
+    out[lo:hi] = np.asarray(batched(params, state, batch, directions, c))[:hi - lo]
+    now = time.perf_counter()
+    if now - last_log > log_every_seconds or i == plan.num_chunks - 1:
+      logging.info("landscape: %d/%d points, %.1f points/s", hi, num_points, hi / (now - start))
+      last_log = now
+  return out, plan, time.perf_counter() - start
+
+
+def _nan_report(losses: np.ndarray, axes: list[np.ndarray], limit: int = 5):
+  bad = np.argwhere(~np.isfinite(losses))
+  points = [[float(axes[d][idx[d]]) for d in range(len(axes))] for idx in bad[:limit]]
+  if len(bad):
+    logging.warning("landscape: %d non-finite losses (kept the rest); first at %s", len(bad),
+                    points)
+  return int(len(bad)), points
+
+
+def loss_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
+                   directions: Sequence[Any], axes: Sequence[np.ndarray], *,
+                   chunk_size: int | None = None,
+                   memory_budget_bytes: int | None = None,
+                   vectorize: str = "auto") -> LandscapeResult:
+  """The loss on the grid axes[0] x axes[1] (x ...) of coefficients along `directions`.
+
+  1-D: one direction, one axis; 2-D: two. The paper's grid is
+  `axes = [paper_axis(), paper_axis()]` (200 x 200, eta = 0.001) on 256 fixed samples.
+  Non-finite losses are kept as NaN and reported (count and first few points).
+  The loss uses train=False (deterministic BatchNorm).
+  """
+  if len(axes) != len(directions):
+    raise ValueError(f"{len(axes)} axes for {len(directions)} directions.")
+  axes = [np.asarray(a, np.float64) for a in axes]
+  mesh = np.meshgrid(*axes, indexing="ij")
+  coeffs = np.stack([m.ravel() for m in mesh], axis=1)
+  losses, plan, seconds = evaluate_points(loss_fn, params, state, batch, directions, coeffs,
+                                          chunk_size=chunk_size,
+                                          memory_budget_bytes=memory_budget_bytes,
+                                          vectorize=vectorize)
+  losses = losses.reshape(mesh[0].shape)
+  center = float(jax.jit(lambda p, s, b: loss_fn(p, s, b, False)[0])(params, state, batch))
+  nan_count, nan_points = _nan_report(losses, axes)
+  return LandscapeResult(axes, losses, center, plan, seconds, coeffs.shape[0] / seconds,
+                         nan_count, nan_points)
+
+
+def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
+                 key: jax.Array | int = 0, mask: Any = None, resolution: int = PAPER_RESOLUTION,
+                 eta: float = PAPER_ETA, include_bias_bn: bool = False,
+                 orthogonal: bool = False, chunk_size: int | None = None,
+                 memory_budget_bytes: int | None = None,
+                 vectorize: str = "auto") -> LandscapeResult:
+  """The paper's 2-D landscape: two filter-normalised directions (restricted to `mask`,
+  e.g. one layer), grid eta * (-res/2 .. res/2 - 1) on both axes."""
+  if isinstance(key, int):
+    key = jax.random.key(key)
+  dirs = random_directions(key, params, 2, mask, include_bias_bn=include_bias_bn,
+                           orthogonal=orthogonal)
+  axis = paper_axis(resolution, eta)
+  return loss_landscape(loss_fn, params, state, batch, dirs, [axis, axis],
+                        chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes,
+                        vectorize=vectorize)
+
+
+def landscape_1d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
+                 key: jax.Array | int = 0, mask: Any = None, resolution: int = PAPER_RESOLUTION,
+                 eta: float = PAPER_ETA, include_bias_bn: bool = False,
+                 chunk_size: int | None = None,
+                 memory_budget_bytes: int | None = None,
+                 vectorize: str = "auto") -> LandscapeResult:
+  """1-D slice along one filter-normalised direction (restricted to `mask`)."""
+  if isinstance(key, int):
+    key = jax.random.key(key)
+  (d,) = random_directions(key, params, 1, mask, include_bias_bn=include_bias_bn)
+  return loss_landscape(loss_fn, params, state, batch, [d], [paper_axis(resolution, eta)],
+                        chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes,
+                        vectorize=vectorize)
+
+
+def sequential_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
+                         directions: Sequence[Any], axes: Sequence[np.ndarray]) -> np.ndarray:
+  """Reference: one jitted single-point evaluation per grid point (as the loss-landscape
+  tool does); for benchmarks and tests."""
+  f = jax.jit(_point_fn(loss_fn, params, state, batch, directions))
+  dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
+  mesh = np.meshgrid(*axes, indexing="ij")
+  coeffs = np.stack([m.ravel() for m in mesh], axis=1)
+  out = np.array([float(f(params, state, batch, directions, jnp.asarray(c, dtype)))
+                  for c in coeffs])
+  return out.reshape(mesh[0].shape)
+
+
+def layer_mask(params: Any, layer: str | Sequence[str] | None) -> Any:
+  """`params.mask_for` with the empty-mask check (UnknownLayerError lists valid layers)."""
+  return resolve_mask(params, params_lib.mask_for(params, layer))
