@@ -1,0 +1,233 @@
+"""torchvision ResNet weights <-> `transjax.models.resnet` (NHWC Flax NNX).
+
+    model = build_model("resnet50", num_classes=196, input_size=224)
+    load_torchvision_resnet("resnet50-0676ba61.pth", model, skip_head=True)
+
+State dicts are read from a PyTorch `.pth`/`.pt` file (needs torch; loaded with
+`weights_only=True`), or from the same tensors saved as `.npz` or `.safetensors` (keys are
+torchvision state-dict names, values arrays in torch layout). The mapping is complete and
+strict: every tensor of the model must be in the dict and every tensor of the dict must be
+used (`num_batches_tracked` is ignored), or a `WeightMismatchError` lists all problems.
+
+Layouts: conv weight OIHW -> kernel HWIO; linear weight (out, in) -> kernel (in, out);
+BatchNorm weight -> scale, bias -> bias, running_mean -> mean, running_var -> var.
+Names: "layer3.0.downsample.0.weight" <-> "layer3/0/downsample/conv/kernel",
+"layer3.0.downsample.1.*" <-> "layer3/0/downsample/bn/*", otherwise dots <-> slashes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from transjax.params import path_str
+
+HEAD_PREFIX = "fc"
+_IGNORED_SUFFIX = "num_batches_tracked"
+_LEAF_TO_TORCH = {"scale": "weight", "bias": "bias", "mean": "running_mean",
+                  "var": "running_var"}
+_MODULE_TO_TORCH = {"conv": "0", "bn": "1"}  # inside "downsample"
+
+
+class WeightMismatchError(ValueError):
+  """A state dict that does not fit the model; the message names every offending tensor."""
+
+
+def torch_name(flax_path: str) -> str:
+  """"layer1/0/downsample/conv/kernel" -> "layer1.0.downsample.0.weight"."""
+  parts = flax_path.split("/")
+  *modules, leaf = parts
+  out = []
+  for i, part in enumerate(modules):
+    if i > 0 and modules[i - 1] == "downsample" and part in _MODULE_TO_TORCH:
+      part = _MODULE_TO_TORCH[part]
+    out.append(part)
+  out.append("weight" if leaf == "kernel" else _LEAF_TO_TORCH.get(leaf, leaf))
+  return ".".join(out)
+
+
+def to_torch_layout(flax_path: str, array: np.ndarray) -> np.ndarray:
+  """A Flax leaf in torch layout (conv HWIO -> OIHW, dense (in, out) -> (out, in))."""
+  array = np.asarray(array)
+  if flax_path.endswith("/kernel") or flax_path == "kernel":
+    if array.ndim == 4:
+      return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
+    if array.ndim == 2:
+      return np.ascontiguousarray(array.T)
+  return array
+
+
+def to_flax_layout(flax_path: str, array: np.ndarray) -> np.ndarray:
+  """The inverse of `to_torch_layout`."""
+  array = np.asarray(array)
+  if flax_path.endswith("/kernel") or flax_path == "kernel":
+    if array.ndim == 4:
+      return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
+    if array.ndim == 2:
+      return np.ascontiguousarray(array.T)
+  return array
+
+
+def _torch_shape(flax_path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+  return to_torch_layout(flax_path, np.empty(shape, np.uint8)).shape
+
+
+def _is_head(name: str) -> bool:
+  return name == HEAD_PREFIX or name.startswith(HEAD_PREFIX + ".")
+
+
+def _model_leaves(model: nnx.Module) -> list[tuple[str, tuple[int, ...]]]:
+  state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+  return [(path_str(p), tuple(np.shape(x)))
+          for p, x in jax.tree_util.tree_leaves_with_path(state)]
+
+
+def flax_to_torchvision(model: nnx.Module, *,
+                        num_batches_tracked: bool = True) -> dict[str, np.ndarray]:
+  """The model's weights and BatchNorm statistics as a torchvision-style state dict.
+
+  Args:
+    model: a `transjax.models.resnet.ResNet` (any NNX model with these names works).
+    num_batches_tracked: add a zero int64 `*.num_batches_tracked` per BatchNorm, as
+      torchvision's `load_state_dict(strict=True)` expects.
+
+  Returns:
+    torch name -> numpy array in torch layout, in the model's pytree order.
+  """
+  state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+  out: dict[str, np.ndarray] = {}
+  for p, x in jax.tree_util.tree_leaves_with_path(state):
+    path = path_str(p)
+    name = torch_name(path)
+    out[name] = np.array(to_torch_layout(path, np.asarray(x)))  # writable, unaliased
+    if num_batches_tracked and path.endswith("/var"):
+      out[name.rsplit(".", 1)[0] + "." + _IGNORED_SUFFIX] = np.zeros((), np.int64)
+  return out
+
+
+def save_state_dict_npz(model: nnx.Module, path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Writes `flax_to_torchvision(model)` to an `.npz` file and returns the dict."""
+  state_dict = flax_to_torchvision(model)
+  np.savez(path, **state_dict)
+  return state_dict
+
+
+def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
+                        skip_head: bool = False) -> nnx.Module:
+  """Loads a torchvision ResNet state dict into `model` IN PLACE and returns it.
+
+  Args:
+    state_dict: torch name -> array (numpy, or anything `np.asarray` takes) in torch
+      layout. `*.num_batches_tracked` entries are ignored.
+    model: the Flax model to fill (its Params and BatchStats are replaced).
+    skip_head: leave `model.fc` as initialised (a new head, e.g. for another number of
+      classes) and ignore every `fc.*` tensor of the dict.
+
+  Returns:
+    `model`, updated in place.
+
+  Raises:
+    WeightMismatchError: some model tensor is missing from the dict, some dict tensor has
+      no place in the model, or shapes differ; the message lists all of them.
+  """
+  expected = {}  # torch name -> (flax path, flax shape)
+  for path, shape in _model_leaves(model):
+    name = torch_name(path)
+    if skip_head and _is_head(name):
+      continue
+    expected[name] = (path, shape)
+  given = {k: v for k, v in state_dict.items()
+           if not k.endswith("." + _IGNORED_SUFFIX) and not (skip_head and _is_head(k))}
+
+  problems = []
+  for name, (path, shape) in expected.items():
+    if name not in given:
+      problems.append(f"missing: {name} (flax {path}, expected torch shape "
+                      f"{_torch_shape(path, shape)}, flax shape {shape})")
+    elif tuple(np.shape(given[name])) != _torch_shape(path, shape):
+      problems.append(f"shape mismatch: {name} (flax {path}): state dict has "
+                      f"{tuple(np.shape(given[name]))}, model expects torch shape "
+                      f"{_torch_shape(path, shape)} (flax shape {shape})")
+  for name in given:
+    if name not in expected:
+      problems.append(f"unexpected: {name} with shape {tuple(np.shape(given[name]))} "
+                      f"(no flax tensor {name.replace('.', '/')})")
+  if problems:
+    raise WeightMismatchError(
+        f"State dict does not fit the model ({len(problems)} problem(s)):\n  "
+        + "\n  ".join(problems))
+
+  state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+
+  def replace(p, leaf):
+    path = path_str(p)
+    name = torch_name(path)
+    if name not in expected:
+      return leaf
+    # A copy: on CPU jnp.asarray may alias the numpy buffer, which for `tensor.numpy()`
+    # is the torch tensor's own memory (and torch's BatchNorm updates it in place).
+    value = np.array(to_flax_layout(path, np.asarray(given[name])), dtype=leaf.dtype)
+    return jnp.asarray(value)
+
+  nnx.update(model, jax.tree_util.tree_map_with_path(replace, state))
+  return model
+
+
+def _to_numpy(value) -> np.ndarray:
+  if hasattr(value, "detach"):  # a torch tensor
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":
+      value = value.float()
+    return value.numpy()
+  return np.asarray(value)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Reads a state dict from `.pth`/`.pt` (torch), `.npz` or `.safetensors`.
+
+  A checkpoint that wraps its weights under "state_dict" or "model" is unwrapped, and a
+  "module." prefix (DataParallel) is dropped.
+  """
+  path = os.fspath(path)
+  ext = os.path.splitext(path)[1].lower()
+  if ext in (".pth", ".pt", ".bin"):
+    try:
+      import torch  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError(
+          f"Reading {path} needs PyTorch (`pip install torch`); or convert it elsewhere "
+          "with `np.savez(out, **{k: v.numpy() for k, v in torch.load(p).items()})` and "
+          "load the .npz.") from e
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+  elif ext == ".npz":
+    with np.load(path, allow_pickle=False) as data:
+      raw = {k: data[k] for k in data.files}
+  elif ext == ".safetensors":
+    try:
+      from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError(
+          f"Reading {path} needs the `safetensors` package (`pip install safetensors`); "
+          "or convert the file to .npz (torch names as keys, torch-layout arrays).") from e
+    raw = load_file(path)
+  else:
+    raise ValueError(f"Unknown state-dict format {ext!r} for {path}; "
+                     "use .pth/.pt, .npz or .safetensors.")
+  for key in ("state_dict", "model"):
+    if isinstance(raw, Mapping) and key in raw and isinstance(raw[key], Mapping):
+      raw = raw[key]
+  out = {}
+  for k, v in raw.items():
+    out[k[len("module."):] if k.startswith("module.") else k] = _to_numpy(v)
+  return out
+
+
+def load_torchvision_resnet(path: str | os.PathLike, model: nnx.Module, *,
+                            skip_head: bool = False) -> nnx.Module:
+  """`torchvision_to_flax(read_state_dict(path), model, skip_head=skip_head)`: in place."""
+  return torchvision_to_flax(read_state_dict(path), model, skip_head=skip_head)
