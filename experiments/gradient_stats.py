@@ -1,0 +1,69 @@
+r"""Fig 7 a-d: gradient histogram of a layer, weight projection on the gradient's singular
+directions, and the gradient scale per layer, for one or several runs.
+
+    python -m experiments.gradient_stats --config=configs/gradient_stats.py:quick \
+        --config.checkpoints=runs/finetune,runs/scratch --workdir=runs/gstats
+
+Writes results.json and gradient_histogram.png, singular_projection.png,
+layer_gradient_scale.png. The loss uses BatchNorm running statistics.
+"""
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from transjax import cli, plotting
+from transjax import results as results_lib
+from transjax import runs as runs_lib
+from transjax.analysis import gradients
+
+_FLAGS = {}
+
+
+def _define_flags():
+  """Defined only when run as a program, so tests can import several binaries."""
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "configs/gradient_stats.py:<smoke|quick|full>; override fields with "
+      "--config.layer=conv1 ...", lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and figures.")
+  _LAYER = flags.DEFINE_string("layer", None, "Layer to analyse; overrides config.layer.")
+  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER)
+
+
+
+def run(config, workdir: str, layer: str | None = None) -> dict:
+  workdir = results_lib.ensure_workdir(workdir)
+  layer = layer or config.layer
+  out = {"config": config.to_dict(), "layer": layer, "runs": {}}
+  for run_dir in [x.strip() for x in config.checkpoints.split(",") if x.strip()]:
+    r = runs_lib.load_run(run_dir, config.which)
+    batch = r.batch(config.split, config.num_samples, config.seed)
+    stats = gradients.gradient_stats(r.loss_fn, r.params, r.state, batch, layer,
+                                     bins=config.bins)
+    ds = r.train_data if config.split == "train" else r.test_data
+    out["runs"][run_dir] = {**stats, "data": ds.provenance.describe(ds.name)}
+  short = {os.path.basename(k): v for k, v in out["runs"].items()}
+  plotting.gradient_histogram(os.path.join(workdir, "gradient_histogram.png"),
+                              {k: v["histogram"] for k, v in short.items()}, title=layer)
+  plotting.singular_projection(os.path.join(workdir, "singular_projection.png"),
+                               {k: v["svd"]["projection"] for k, v in short.items()}, title=layer)
+  plotting.layer_gradient_scale(os.path.join(workdir, "layer_gradient_scale.png"),
+                                {k: v["scale"] for k, v in short.items()})
+  results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  return out
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value, _FLAGS['layer'].value)
+  for name, r in out["runs"].items():
+    print(f"{name}: {out['layer']} mean |grad| {r['histogram']['mean_abs']:.3g}; "
+          f"per-layer scale {dict(zip(r['scale']['layers'], r['scale']['norms']))}")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

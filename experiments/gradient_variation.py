@@ -1,0 +1,87 @@
+r"""Loss variation along the gradient at the saved checkpoints of training runs (Fig 6, 11).
+
+    python -m experiments.gradient_variation --config=configs/gradient_variation.py:quick \
+        --config.checkpoints=runs/finetune,runs/scratch --workdir=runs/gradvar
+
+For live measurement during training use transjax.analysis.gradients.
+GradientVariationCallback in transjax.train.train(..., callbacks=[...]).
+Writes results.json (per run, per protocol, per step: max_change, max_abs_change,
+grad_predictiveness, beta_smoothness) and gradient_variation_<protocol>.png.
+"""
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from transjax import cli, plotting
+from transjax import results as results_lib
+from transjax import runs as runs_lib
+from transjax.analysis import gradients
+
+_FLAGS = {}
+
+
+def _define_flags():
+  """Defined only when run as a program, so tests can import several binaries."""
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "configs/gradient_variation.py:<smoke|quick|full>; override fields with "
+      "--config.checkpoints=a,b --config.steps=0,100,200 ...", lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and figures.")
+  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
+
+
+
+def _names(csv: str) -> list[str]:
+  return [x for x in (s.strip() for s in csv.split(",")) if x]
+
+
+def run(config, workdir: str) -> dict:
+  workdir = results_lib.ensure_workdir(workdir)
+  protocols = _names(config.protocols)
+  out = {"config": config.to_dict(), "runs": {}}
+  for run_dir in _names(config.checkpoints):
+    steps = (runs_lib.list_checkpoint_steps(run_dir) if config.steps == "all"
+             else [int(s) for s in _names(config.steps)])
+    if not steps:
+      raise ValueError(f"{run_dir} has no saved checkpoints to measure.")
+    per = {p: {"steps": [], "max_change": [], "max_abs_change": [], "grad_predictiveness": [],
+               "beta_smoothness": [], "grad_norm": []} for p in protocols}
+    data = None
+    for step in steps:
+      r = runs_lib.load_run(run_dir, step)
+      batch = r.batch(config.split, config.num_samples, config.seed)
+      ds = r.train_data if config.split == "train" else r.test_data
+      data = ds.provenance.describe(ds.name)
+      for p in protocols:
+        res = gradients.gradient_variation(r.loss_fn, r.params, r.state, batch, protocol=p,
+                                           lr=config.lr, step_length=config.step_length,
+                                           num_steps=config.num_steps,
+                                           mask=_names(config.layers) or None)
+        per[p]["steps"].append(step)
+        for k in ("max_change", "max_abs_change", "grad_predictiveness", "beta_smoothness",
+                  "grad_norm"):
+          per[p][k].append(res[k])
+    out["runs"][run_dir] = {"protocols": per, "data": data}
+  for p in protocols:
+    plotting.gradient_variation_curves(
+        os.path.join(workdir, f"gradient_variation_{p}.png"),
+        {os.path.basename(k): (v["protocols"][p]["steps"], v["protocols"][p]["max_change"])
+         for k, v in out["runs"].items()}, title=f"protocol: {p}")
+  results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  return out
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  for name, r in out["runs"].items():
+    for p, v in r["protocols"].items():
+      print(f"{name} [{p}]: max change by step {dict(zip(v['steps'], v['max_change']))}")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

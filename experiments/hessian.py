@@ -1,0 +1,84 @@
+r"""Top-k Hessian eigenvalues (Lanczos or power iteration) and Hutchinson trace of runs.
+
+    python -m experiments.hessian --config=configs/hessian.py:quick \
+        --config.checkpoints=runs/lenet_mnist --workdir=runs/hessian
+
+Writes results.json (eigenvalues (descending), trace, hvp_count, method, data of the first
+run at the top level; every run under "runs") and eigenvalues.png (bars, one colour per run). The loss uses BatchNorm running statistics.
+"""
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from transjax import cli, plotting
+from transjax import results as results_lib
+from transjax import runs as runs_lib
+from transjax.analysis import hessian
+
+_FLAGS = {}
+
+
+def _define_flags():
+  """Defined only when run as a program, so tests can import several binaries."""
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "configs/hessian.py:<smoke|quick|full>; override fields with "
+      "--config.checkpoints=a,b --config.top_k=20 ...", lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and eigenvalues.png.")
+  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
+
+
+
+def _names(csv: str) -> list[str]:
+  return [x for x in (s.strip() for s in csv.split(",")) if x]
+
+
+def run(config, workdir: str) -> dict:
+  """Measures every run in config.checkpoints; writes results.json (+ a bar plot)."""
+  workdir = results_lib.ensure_workdir(workdir)
+  out = {"config": config.to_dict(), "runs": []}
+  for run_dir in _names(config.checkpoints):
+    r = runs_lib.load_run(run_dir, config.which)
+    batch = r.batch(config.split, config.num_samples, config.seed)
+    op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch,
+                                 mask=_names(config.layers) or None)
+    if config.method == "lanczos":
+      top = hessian.lanczos_top_k(op, config.top_k, tol=config.tol,
+                                  max_steps=config.max_steps or None, seed=config.seed)
+    elif config.method == "power":
+      top = hessian.power_iteration_top_k(op, config.top_k, tol=config.tol, seed=config.seed)
+    else:
+      raise ValueError(f"config.method must be 'lanczos' or 'power', got {config.method!r}.")
+    trace = (hessian.hutchinson_trace(op, config.trace_probes, seed=config.seed).to_dict()
+             if config.trace_probes >= 2 else None)
+    ds = r.train_data if config.split == "train" else r.test_data
+    out["runs"].append({
+        "run": run_dir, "which": str(config.which), "method": top.method,
+        "eigenvalues": top.eigenvalues.tolist(), "trace": trace,
+        "hvp_count": op.hvp_count, "solver": top.to_dict(), "num_params": op.dim,
+        "data": ds.provenance.describe(ds.name), "num_samples": len(batch["label"])})
+  if not out["runs"]:
+    raise ValueError("config.checkpoints names no run folder.")
+  # The contract's top-level keys are the first run's; every run is under "runs".
+  out.update({k: v for k, v in out["runs"][0].items()})
+  plotting.eigenvalue_bars(os.path.join(workdir, "eigenvalues.png"),
+                           {f"{i}: {os.path.basename(r['run'])} ({r['which']})": r["eigenvalues"]
+                            for i, r in enumerate(out["runs"])})
+  results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  return out
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  for r in out["runs"]:
+    print(f"{r['run']}: top eigenvalues {[round(x, 4) for x in r['eigenvalues'][:5]]} ... "
+          f"({r['hvp_count']} HVPs)")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

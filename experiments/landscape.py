@@ -1,0 +1,89 @@
+r"""Loss landscape (1-D or 2-D, filter-normalised directions) around a checkpoint.
+
+    python -m experiments.landscape --config=configs/landscape.py:quick \
+        --config.checkpoints=runs/lenet_mnist --workdir=runs/landscape --layer=conv2 --center=init
+
+Writes results.json (center_loss, axes, losses, chunk plan, NaN report, data) and
+landscape.png (contour levels every 0.05). The loss uses BatchNorm running statistics.
+"""
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from transjax import cli, plotting
+from transjax import results as results_lib
+from transjax import runs as runs_lib
+from transjax.analysis import landscape
+
+_FLAGS = {}
+
+
+def _define_flags():
+  """Defined only when run as a program, so tests can import several binaries."""
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "configs/landscape.py:<smoke|quick|full>; override fields with "
+      "--config.resolution=101 --config.eta=0.002 ...", lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and landscape.png.")
+  _LAYER = flags.DEFINE_string("layer", None, "Only move this layer (e.g. conv2 or "
+                               "layer3.0.conv2); overrides config.layer. 'all' = every layer.")
+  _CENTER = flags.DEFINE_string("center", None, "Centre of the grid: 'init', 'final' or a "
+                                "step; overrides config.which.")
+  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER, center=_CENTER)
+
+
+
+def run(config, workdir: str, layer: str | None = None, center: str | None = None) -> dict:
+  """Evaluates the grid around the first run of config.checkpoints; writes the outputs."""
+  workdir = results_lib.ensure_workdir(workdir)
+  run_dir = config.checkpoints.split(",")[0].strip()
+  which = center if center is not None else config.which
+  which = int(which) if str(which).isdigit() else which
+  r = runs_lib.load_run(run_dir, which)
+  layer = config.layer if layer is None else layer
+  mask = landscape.layer_mask(r.params, None if layer in ("", "all") else layer)
+  batch = r.batch(config.split, config.num_samples, config.seed)
+  if config.dims not in (1, 2):
+    raise ValueError(f"config.dims must be 1 or 2, got {config.dims}.")
+  dirs = landscape.random_directions(jax.random.key(config.seed), r.params, config.dims, mask,
+                                     include_bias_bn=config.include_bias_bn,
+                                     orthogonal=config.orthogonal)
+  axis = landscape.paper_axis(config.resolution, config.eta)
+  res = landscape.loss_landscape(
+      r.loss_fn, r.params, r.state, batch, dirs, [axis] * config.dims,
+      chunk_size=config.chunk_size or None,
+      memory_budget_bytes=int(config.memory_budget_mb * 2**20) or None,
+      vectorize=config.vectorize)
+  ds = r.train_data if config.split == "train" else r.test_data
+  out = {"config": config.to_dict(), "run": run_dir, "center": str(which),
+         "layer": layer or "all", **res.to_dict(),
+         "data": ds.provenance.describe(ds.name), "num_samples": len(batch["label"])}
+  title = f"{os.path.basename(run_dir)} {which} {layer or 'all'}"
+  if config.dims == 2:
+    plotting.contour_landscape(os.path.join(workdir, "landscape.png"), axis, axis, res.losses,
+                               title=title)
+  else:
+    plotting.landscape_curves(os.path.join(workdir, "landscape.png"),
+                              {title: (axis, res.losses)})
+  results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  return out
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value, _FLAGS['layer'].value, _FLAGS['center'].value)
+  losses = np.array([[np.nan if v is None else v for v in row] for row in out["losses"]]
+                    if isinstance(out["losses"][0], list) else out["losses"], dtype=float)
+  print(f"centre loss {out['center_loss']:.4f}; grid min {np.nanmin(losses):.4f} "
+        f"max {np.nanmax(losses):.4f}; {out['points_per_second']:.1f} points/s; "
+        f"{out['nan_count']} non-finite")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,82 @@
+r"""t-SNE of the weights of several runs (Fig 4): colour = dataset, marker = initialisation.
+
+    python -m experiments.weight_tsne --config=configs/weight_tsne.py:quick \
+        --config.checkpoints=runs/a,runs/b,runs/c --workdir=runs/tsne
+
+Writes results.json (names, datasets, inits, distances, embedding, data) and tsne.png.
+Runs of different architectures are refused, naming the two runs and the first
+differing parameter.
+"""
+
+import os
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from transjax import cli, plotting
+from transjax import params as params_lib
+from transjax import results as results_lib
+from transjax import runs as runs_lib
+from transjax.analysis import embedding
+
+_FLAGS = {}
+
+
+def _define_flags():
+  """Defined only when run as a program, so tests can import several binaries."""
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "configs/weight_tsne.py:<smoke|quick|full>; override fields with "
+      "--config.checkpoints=a,b,c --config.perplexity=5 ...", lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and tsne.png.")
+  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
+
+
+
+def _names(csv: str) -> list[str]:
+  return [x for x in (s.strip() for s in csv.split(",")) if x]
+
+
+def run(config, workdir: str) -> dict:
+  workdir = results_lib.ensure_workdir(workdir)
+  run_dirs = _names(config.checkpoints)
+  inits = _names(config.inits)
+  if inits and len(inits) != len(run_dirs):
+    raise ValueError(f"config.inits names {len(inits)} inits for {len(run_dirs)} runs.")
+  loaded = [runs_lib.load_run(d, config.which) for d in run_dirs]
+  exclude = _names(config.exclude_layers)
+  weights = []
+  for r in loaded:
+    p = r.params
+    if exclude:
+      keep = jax.tree.map(lambda m: not m, params_lib.mask_for(p, exclude))
+      p = {path: leaf for (path, leaf), k in zip(params_lib.named_leaves(p),
+                                                 jax.tree.leaves(keep)) if k}
+    weights.append(p)
+  datasets = [r.train_data.name for r in loaded]
+  if not inits:
+    inits = [os.path.basename(str(r.config.get("init_from", "")).rstrip("/")) or
+             f"random(seed={r.config.get('seed', 0)})" for r in loaded]
+  emb = embedding.embed_weights(weights, run_dirs, seed=config.seed,
+                                perplexity=config.perplexity)
+  out = {"config": config.to_dict(), "runs": run_dirs, "datasets": datasets, "inits": inits,
+         "distances": emb["distances"], "embedding": emb["embedding"],
+         "perplexity": emb["perplexity"],
+         "data": [r.train_data.provenance.describe(r.train_data.name) for r in loaded]}
+  plotting.tsne_scatter(os.path.join(workdir, "tsne.png"), emb["embedding"], datasets, inits)
+  results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  return out
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  for name, (x, y) in zip(out["runs"], out["embedding"]):
+    print(f"{name}: ({x:.2f}, {y:.2f})")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
