@@ -21,20 +21,25 @@ def _small_task():
 
 
 def test_theorem1_and_theorem2_errors_fall_as_width_grows():
+  # Below m ~ 2^10 this small problem is not yet in the kernel regime and its errors are
+  # erratic (sometimes small by chance), so the decrease is asserted from 2^11 to 2^15.
   task = _small_task()
   kern = theorems.kernels(task)
   settings = theorems.TrainSettings(kappa=0.02, max_steps=20_000)
+  checks = ("theorem1", "theorem1_linearized", "theorem2", "theorem2_scratch", "lemma3")
   errors = {}
-  for width in (2**8, 2**15):
-    records = [theorems.measure(task, kern, width, seed, settings) for seed in (0, 1)]
+  for width in (2**11, 2**15):
+    records = [theorems.measure(task, kern, width, seed, settings) for seed in (0, 1, 2)]
     errors[width] = {check: np.mean([r[check]["relative_error"] for r in records])
-                     for check in ("theorem1", "theorem2", "theorem2_scratch", "lemma3")}
+                     for check in checks}
     for record in records:
-      assert record["lemma1"]["holds"] and record["theorem3"]["holds"]
-  for check in ("theorem1", "theorem2", "theorem2_scratch", "lemma3"):
-    assert errors[2**15][check] < errors[2**8][check], (check, errors)
-  assert errors[2**15]["theorem1"] < 0.1, errors
-  assert errors[2**15]["theorem2"] < 0.1, errors
+      assert record["lemma1"]["holds"] and record["lemma4"]["holds"]
+      assert record["theorem3"]["holds"]
+  for check in checks:
+    assert errors[2**15][check] < errors[2**11][check], (check, errors)
+  # Loose thresholds: Theorem 1's scalar form keeps an O(kappa) bias (see docs/theory.md).
+  assert errors[2**15]["theorem1"] < 0.15, errors
+  assert errors[2**15]["theorem2"] < 0.05, errors
   assert errors[2**15]["theorem2_scratch"] < 0.1, errors
 
 

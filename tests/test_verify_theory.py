@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from configs import theory as theory_config
 from theory import sweep
 
@@ -17,7 +19,9 @@ def test_smoke_preset_writes_results_and_report_then_resumes(tmp_path):
       [sys.executable, "-m", "experiments.verify_theory", "--config=configs/theory.py:smoke",
        f"--workdir={workdir}"], cwd=_REPO, capture_output=True, text=True, timeout=300)
   assert completed.returncode == 0, completed.stderr[-3000:]
-  results = json.loads((workdir / "results.json").read_text())
+  # Strict JSON: NaN (e.g. the slope of a one-width real sweep) is stored as null.
+  results = json.loads((workdir / "results.json").read_text(),
+                       parse_constant=lambda name: pytest.fail(f"non-strict JSON: {name}"))
   for check in ("theorem1", "theorem2"):
     assert results[check], check
     for row in results[check]:

@@ -25,8 +25,11 @@ _NAMES = {
 }
 
 
-def _fmt(value: float) -> str:
-  return "nan" if not math.isfinite(value) else f"{value:.4g}"
+def _fmt(value: float | None, digits: int = 4) -> str:
+  """Formats a number; None (a NaN stored as null in results.json) prints as nan."""
+  if value is None or not math.isfinite(value):
+    return "nan"
+  return f"{value:.{digits}g}"
 
 
 def _check_table(check: str, entry: dict[str, Any]) -> list[str]:
@@ -61,7 +64,7 @@ def _plot_error_vs_width(sweep: dict[str, Any], path: pathlib.Path) -> None:
     means = [s["mean"] for s in entry["per_width"]]
     stds = [s["std"] for s in entry["per_width"]]
     axis.errorbar(widths, means, yerr=stds, marker="o", capsize=3,
-                  label=f"{check} (slope {entry['slope']:.2f})")
+                  label=f"{check} (slope {_fmt(entry['slope'], 2)})")
   widths = np.array([s["m"] for s in sweep["checks"]["theorem2"]["per_width"]], dtype=float)
   reference = sweep["checks"]["theorem2"]["per_width"][0]["mean"] * np.sqrt(widths[0] / widths)
   axis.plot(widths, reference, "k--", lw=1, label="m^-1/2 reference")
@@ -112,7 +115,7 @@ def _plot_similarity(similarity: dict[str, Any], path: pathlib.Path) -> None:
                                          "scratch_predicted", "scratch_measured")]
   axes[1].plot([min(values), max(values)], [min(values), max(values)], "k--", lw=1)
   axes[1].set(xlabel="predicted", ylabel="measured",
-              title=f"Spearman rho (fine-tuning) = {similarity['theorem2_rank']['spearman']:.2f}")
+              title=f"Spearman rho (fine-tuning) = {_fmt(similarity['theorem2_rank']['spearman'], 2)}")
   axes[1].legend(fontsize=7)
   figure.tight_layout()
   figure.savefig(path, dpi=110)

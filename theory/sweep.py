@@ -182,9 +182,24 @@ def _config_hash(config: dict[str, Any]) -> str:
   return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
+def _finite_or_none(data: Any) -> Any:
+  """Replaces NaN/inf (e.g. the slope of a single width) by None so the JSON is strict."""
+  if isinstance(data, dict):
+    return {key: _finite_or_none(value) for key, value in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [_finite_or_none(value) for value in data]
+  if isinstance(data, (float, np.floating)):
+    return float(data) if math.isfinite(data) else None
+  if isinstance(data, np.integer):
+    return int(data)
+  if isinstance(data, np.bool_):
+    return bool(data)
+  return data
+
+
 def _write_json(path: pathlib.Path, data: Any) -> None:
   temporary = path.with_suffix(path.suffix + ".tmp")
-  temporary.write_text(json.dumps(data, indent=1, default=float))
+  temporary.write_text(json.dumps(_finite_or_none(data), indent=1, allow_nan=False))
   os.replace(temporary, path)  # Atomic: a killed run never leaves half a file.
 
 
@@ -329,6 +344,7 @@ def run(config: Any, workdir: str | os.PathLike[str]) -> dict[str, Any]:
   }
   for check in _CHECKS:  # Top-level lists of {"m", "seed", "measured", ...} per check.
     results[check] = main_sweep["checks"][check]["rows"]
+  results = _finite_or_none(results)
   report.write_report(results, workdir)
   _write_json(results_path, results)
   logging.info("Wrote %s and %s in %.1fs.", results_path, workdir / "report.md",
