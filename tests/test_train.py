@@ -33,7 +33,7 @@ def pretrained(tmp_path_factory):
 
 
 def test_scratch_run_writes_its_files_and_learns(pretrained):
-  for name in ("config.json", "metrics.jsonl", "results.json", "run.json"):
+  for name in ("config.json", "metrics.jsonl", "results.json", "run.json", "training_curves.png"):
     assert os.path.exists(os.path.join(pretrained, name)), name
   records = _metrics(pretrained)
   evals = [r for r in records if "test_error" in r]

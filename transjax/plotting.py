@@ -163,3 +163,28 @@ def tsne_scatter(path: str, embedding: np.ndarray, datasets: Sequence[str],
   ax.legend(fontsize=7)
   ax.set_title(title)
   return _save(fig, path)
+
+
+def training_curves(records: Sequence[Mapping], path: str, *, title: str = "") -> str:
+  """A run's metrics.jsonl as three panels: loss, error and deviation against step."""
+  train = [r for r in records if "train_loss" in r]
+  evals = [r for r in records if "test_loss" in r]
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+  if train:
+    axes[0].plot([r["step"] for r in train], [r["train_loss"] for r in train], label="train (batches)")
+    axes[1].plot([r["step"] for r in train], [100 * r["train_error"] for r in train],
+                 label="train (batches)")
+  if evals:
+    steps = [r["step"] for r in evals]
+    axes[0].plot(steps, [r["test_loss"] for r in evals], "o-", label="test")
+    axes[1].plot(steps, [100 * r["test_error"] for r in evals], "o-", label="test")
+    axes[1].plot(steps, [100 * r["train_eval_error"] for r in evals], "s--", label="train (eval)")
+    axes[2].plot(steps, [r["deviation_last"] for r in evals], "o-", label="last layer")
+    axes[2].plot(steps, [r["deviation_sum"] for r in evals], "s-", label="sum over layers")
+  for ax, label in zip(axes, ("loss", "error (%)", "‖W − W0‖_F / √n")):
+    ax.set_xlabel("step")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
+  return _save(fig, path)

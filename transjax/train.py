@@ -35,6 +35,7 @@ from transjax import checkpoint as ckpt
 from transjax import config as config_lib
 from transjax import functional
 from transjax import params as params_lib
+from transjax import plotting
 from transjax import results as results_lib
 from transjax.analysis import deviation as deviation_lib
 from transjax.data import Dataset, batching, spec as data_spec, transforms
@@ -442,10 +443,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       "resumed_from_step": start or None,
   }
   results_lib.write_json(os.path.join(workdir, "results.json"), results)
-  try:
-    from transjax import plotting  # pylint: disable=import-outside-toplevel
-    plotting.training_curves(records, os.path.join(workdir, "training_curves.png"),
-                             title=config.name)
-  except (ImportError, AttributeError):  # the figure is optional; the numbers are not
-    pass
+  plotting.training_curves(records, os.path.join(workdir, "training_curves.png"),
+                           title=config.name)
   return results
