@@ -5,7 +5,7 @@ r"""Fig 4: t-SNE of the final weights over several targets x {two pretrained sou
 
 Presets:
   smoke: built-in data; two synthetic-shapes sources (the smoke "mnist" and
-         "fashion_mnist"), targets sklearn digits and a synthetic task; 30 steps each.
+         "fashion_mnist"), targets sklearn digits and a synthetic task; 20 steps each.
   quick: MNIST- and Fashion-MNIST-pretrained LeNets vs random init on three targets: 600
          USPS images (stand-in for SVHN), 600 grey CIFAR-10 images (stand-in for
          Caltech-101) and 600 Fashion-MNIST test images; 30 epochs each.

@@ -105,8 +105,8 @@ def target_config(target: str, init: str, preset: str, source: str, *, data_dir:
       raise ValueError(f"LeNet targets are {sorted(_LENET_TARGETS)}, got {target!r}.")
     c.data.train, c.data.test = _LENET_TARGETS[target]
     if preset == "smoke":
-      c.num_steps, c.batch_size, c.optim.lr = 30, 32, 0.05
-      c.log_every, c.eval_every, c.checkpoint_every = 5, 30, 30
+      c.num_steps, c.batch_size, c.optim.lr = 20, 32, 0.05
+      c.log_every, c.eval_every, c.checkpoint_every = 5, 20, 20
     else:
       c.num_epochs, c.optim.lr = 30, 0.01
       c.log_every, c.eval_every, c.checkpoint_every = 10, 100, 100

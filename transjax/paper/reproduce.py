@@ -138,10 +138,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   Returns {"statuses": [...], "report": path, "failed": [names failed or missing]}.
   """
   t0 = time.time()
-  workdir = results_lib.ensure_workdir(workdir)
   unknown = [n for n in config.experiments if n not in EXPERIMENTS]
   if unknown:
     raise ValueError(f"Unknown experiments {unknown}; choose from {list(EXPERIMENTS)}.")
+  workdir = results_lib.ensure_workdir(workdir)
+  if config.get("fast_compile", False):
+    jax.config.update("jax_disable_most_optimizations", True)
   if config.compilation_cache:
     _enable_compilation_cache(os.path.join(workdir, ".jax_cache"))
   shared_dir = os.path.join(workdir, "sources")

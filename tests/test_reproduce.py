@@ -1,0 +1,105 @@
+"""The reproduce job: resume skips finished experiments, failures and missing modules are
+recorded without stopping the others, REPORT.md verdicts are computed from the numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+
+import pytest
+
+from configs import reproduce as reproduce_config
+from transjax.paper import common, report, reproduce
+
+
+@pytest.fixture
+def fake_experiments(tmp_path, monkeypatch):
+  """A module that fails and a name whose module does not exist."""
+  pkg = tmp_path / "fakepkg"
+  pkg.mkdir()
+  (pkg / "__init__.py").write_text("")
+  (pkg / "boom.py").write_text(textwrap.dedent("""
+      FIGURES = (); ELEMENTS = ("Fig 0",)
+      def run(config, workdir):
+        raise RuntimeError("boom on purpose")
+      def claims(results):
+        return []
+  """))
+  (pkg / "boom_config.py").write_text(textwrap.dedent("""
+      import ml_collections
+      def get_config(arg=None):
+        return ml_collections.ConfigDict({"preset": arg, "shared_dir": "", "data_dir": ""})
+  """))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.setitem(reproduce.EXPERIMENTS, "boom", ("fakepkg.boom", "fakepkg.boom_config"))
+  monkeypatch.setitem(reproduce.EXPERIMENTS, "absent", ("fakepkg.absent", "fakepkg.boom_config"))
+  yield
+  for m in [m for m in sys.modules if m.startswith("fakepkg")]:
+    del sys.modules[m]
+
+
+def test_reproduce_resumes_and_records_failures(tmp_path, fake_experiments):
+  config = reproduce_config.get_config("smoke")
+  config.experiments = ("boom", "gradient_variation", "absent")
+  config.sources = ("mnist",)
+  workdir = str(tmp_path / "run")
+  out = reproduce.run(config, workdir)
+  status = {s["name"]: s for s in out["statuses"]}
+  assert status["gradient_variation"]["status"] == "done"
+  assert status["boom"]["status"] == "failed" and "boom on purpose" in status["boom"]["error"]
+  assert status["absent"]["status"] == "missing"
+  assert sorted(out["failed"]) == ["absent", "boom"]
+  done = os.path.join(workdir, "gradient_variation", "done.json")
+  mtime = os.path.getmtime(done)
+  text = open(out["report"]).read()
+  assert "boom on purpose" in text and "**Missing**" in text
+  assert "Fig 6" in text and "gradient_variation/gradient_variation.png" in text
+
+  out2 = reproduce.run(config, workdir)   # the second call must not retrain
+  status2 = {s["name"]: s for s in out2["statuses"]}
+  assert status2["gradient_variation"]["status"] == "skipped"
+  assert status2["gradient_variation"]["wall_time_s"] == status["gradient_variation"]["wall_time_s"]
+  assert os.path.getmtime(done) == mtime
+  assert status2["sources"]["wall_time_s"] < 5
+
+
+def _fake_minima(workdir, pretrained_better: bool):
+  good, bad = ([1.0, 0.5], 0.1), ([9.0, 4.0], 2.0)
+  p, r = (good, bad) if pretrained_better else (bad, good)
+  stats = lambda inc: {"stats": {"mean_increase": inc, "max_increase": 2 * inc}}
+  results = {"elements": ["Fig 3", "Fig 10"], "data": ["fake data"], "summary": "| x |",
+             "figures": [], "eigenvalues": {"pretrained": p[0], "random": r[0]},
+             "landscape": {"pretrained": stats(p[1]), "random": stats(r[1])},
+             # stale stored claims that say the opposite: the report must not trust them
+             "claims": [{"element": "Fig 3", "statement": "", "paper": "", "ours": "",
+                         "verdict": common.REPRODUCED, "why": ""}]}
+  os.makedirs(os.path.join(workdir, "minima"), exist_ok=True)
+  with open(os.path.join(workdir, "minima", "results.json"), "w") as f:
+    json.dump(results, f)
+
+
+@pytest.mark.parametrize("pretrained_better, verdict", [(False, common.NOT_REPRODUCED),
+                                                        (True, common.REPRODUCED)])
+def test_report_verdicts_are_computed(tmp_path, pretrained_better, verdict):
+  _fake_minima(str(tmp_path), pretrained_better)
+  path = report.write_report(str(tmp_path), [
+      {"name": "minima", "module": "transjax.paper.minima", "status": "done",
+       "wall_time_s": 12.0, "error": ""}], "quick")
+  text = open(path).read()
+  rows = [l for l in text.splitlines() if l.startswith("| Fig 3 |")]
+  assert rows and all(f"**{verdict}**" in r for r in rows)
+  other = ({common.REPRODUCED, common.NOT_REPRODUCED} - {verdict}).pop()
+  assert f"**{other}**" not in text
+  assert "12 s" in text and "fake data" in text
+
+
+def test_reproduce_configs_load():
+  for preset in ("smoke", "quick", "full"):
+    c = reproduce_config.get_config(preset)
+    assert set(c.experiments) <= set(reproduce.EXPERIMENTS)
+  with pytest.raises(ValueError, match="Unknown experiments"):
+    c = reproduce_config.get_config("smoke")
+    c.experiments = ("nope",)
+    reproduce.run(c, "/tmp/never_used_reproduce_dir")
