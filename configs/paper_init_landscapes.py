@@ -6,8 +6,8 @@ and the convergence of fine-tuning vs training from scratch.
 
 Presets:
   smoke: built-in data; 9x9 grids on 64 samples, layers conv1, conv2, fc.
-  quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN); 31x31
-         grids (eta 0.033) on 256 samples, every LeNet layer (conv1, conv2, fc1, fc2, fc).
+  quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN); 21x21
+         grids (eta 0.05) on 256 samples, every LeNet layer (conv1, conv2, fc1, fc2, fc).
   full:  ResNet-50 from ImageNet weights vs scratch on Stanford Cars (TFDS cars196);
          200x200 grid, eta 0.001, 256 samples; the layers of stage 3 (paper: 25th-48th).
 """
@@ -19,8 +19,8 @@ from transjax import cli
 def _make(preset):
   c = pair_fields(preset, "cars196")
   c.num_samples = 64 if preset == "smoke" else 256
-  c.resolution = {"smoke": 9, "quick": 31, "full": 200}[preset]
-  c.eta = {"smoke": 0.1, "quick": 0.033, "full": 0.001}[preset]
+  c.resolution = {"smoke": 9, "quick": 21, "full": 200}[preset]
+  c.eta = {"smoke": 0.1, "quick": 0.05, "full": 0.001}[preset]
   c.layers = ()                 # () = every weight layer of the model
   c.lower_layers = 2            # the first N layers form the "lower layers" claim
   c.colour_cap = None if preset == "full" else 5.0
