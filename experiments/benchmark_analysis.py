@@ -9,8 +9,9 @@ r"""Benchmark of the analysis instruments, each comparison measured in the same 
    iteration with deflation (HVP count, wall time). Goal: >= 5x fewer HVPs.
 3. Cost of one HVP over the cost of one gradient. Goal: <= 3.
 Data: MNIST from $TRANSJAX_DATA_DIR or /work/shared/data when present, else synthetic
-(named in the output). The model is a randomly initialised LeNet trained for a few steps
-is not needed: costs do not depend on the weights.
+(named in the output). The model is a randomly initialised LeNet: the costs do not depend
+on the weights. On CPU vmapping per-point weights makes grouped convolutions, so the lax.map
+variant is reported too.
 """
 
 import json

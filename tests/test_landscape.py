@@ -92,8 +92,8 @@ def test_bad_inputs(problem):
   with pytest.raises(landscape.GridTooLargeError, match=r"even chunk=1 does not fit"):
     landscape.landscape_2d(loss_fn, p, s, batch, resolution=4, memory_budget_bytes=1000)
   plan = landscape.plan_chunks(40000, 2**20, 2**30)
-  assert plan.chunk_size == 1024 and plan.num_chunks == 40
-  assert "chunks of 1024" in plan.describe()
+  assert plan.chunk_size == 1000 and plan.num_chunks == 40
+  assert "chunks of 1000" in plan.describe()
 
 
 def test_nan_losses_are_reported_and_the_rest_kept(problem):

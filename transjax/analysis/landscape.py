@@ -198,6 +198,8 @@ def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
           "the analysis to fewer parameters.")
     chunk_size = int(min(max_chunk, budget_bytes // bytes_per_point, num_points))
   chunk_size = max(1, min(chunk_size, num_points))
+  # Balance the chunks: the last one is padded to full size, so avoid a mostly-empty one.
+  chunk_size = math.ceil(num_points / math.ceil(num_points / chunk_size))
   if n_dev > 1:
     chunk_size = max(n_dev, chunk_size // n_dev * n_dev)
   return ChunkPlan(num_points, int(bytes_per_point), method, int(budget_bytes), chunk_size,
