@@ -55,11 +55,10 @@ def test_hvp_equals_dense_hessian_times_v():
     h = jax.jit(jax.hessian(f))(flat)
     v = jax.random.normal(jax.random.key(1), flat.shape, jnp.float64)
     got = ravel_pytree(hessian.hvp(loss_fn, p, s, batch, unravel(v)))[0]
-    # functional.make_loss_fn casts the logits to float32, so agreement is float32-level.
-    np.testing.assert_allclose(got, h @ v, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got, h @ v, rtol=1e-9, atol=1e-12)
     op = hessian.HessianOperator(loss_fn, p, s, batch)
     block = jax.random.normal(jax.random.key(2), (3, flat.size), jnp.float64)
-    np.testing.assert_allclose(op.matmat(block), block @ h.T, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(op.matmat(block), block @ h.T, rtol=1e-9, atol=1e-12)
     assert op.hvp_count == 3
 
 

@@ -62,7 +62,7 @@ def make_loss_fn(graphdef: nnx.GraphDef) -> LossFn:
     logits, new_state = apply(params, state, batch["image"], train, batch.get("taps"))
     labels = batch["label"]
     losses = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), labels)
+        logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     weight = batch.get("weight")
     if weight is None:
