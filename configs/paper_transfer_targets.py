@@ -10,7 +10,8 @@ Presets:
          (stand-in for a similar target such as Webcam: another digit domain), synthetic
          shapes (stand-in for the paper's Synthetic), Fashion-MNIST and grey CIFAR-10
          (dissimilar); 3 seeds x 3 modes, LeNet protocol (lr 0.01, momentum 0.9, weight
-         decay 5e-4, batch 64) for a few hundred steps.
+         decay 5e-4, batch 64; lr 0.02) for 300 steps. Table 2 leaves out
+         the synthetic target, as the paper's does.
   full:  torchvision ImageNet ResNet-50 (--config.init_from=/path/resnet50.pth) ->
          caltech101, caltech_birds2011, cars196 from TFDS with the paper's protocol (batch
          32, lr 0.01, 200 epochs, lr x0.1 at 2/3; fixed: constant lr, 512-unit MLP head).
@@ -35,6 +36,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.modes = ("fixed", "finetune", "scratch")
   c.fixed_head = "mlp"       # the paper's 2-layer BN + LeakyReLU head for the fixed setting
   c.target_names = ()
+  c.table2_targets = ()      # targets of Table 2 (scratch vs fine-tuned); () -> all
   c.targets = ml_collections.ConfigDict()
   c.run = training_defaults()
   c.run.model.name = "lenet"
@@ -66,6 +68,9 @@ def smoke():
 def quick():
   c = _base("quick")
   c.target_names = ("usps", "shapes", "fashion_mnist", "cifar10_grey")
+  # The paper's Table 2 leaves out Synthetic: its error is near zero both ways, which makes
+  # the relative improvement meaningless. Its scratch runs still appear in the summary.
+  c.table2_targets = ("usps", "fashion_mnist", "cifar10_grey")
   small = ("per_class:60",)
   _target(c, "usps", data_spec("usps", "train", small + ("stand_in:Webcam (a similar target)",)),
           data_spec("usps", "test", ("stand_in:Webcam (a similar target)",)))
@@ -77,10 +82,10 @@ def quick():
   _target(c, "cifar10_grey",
           data_spec("cifar10", "test", ("split_train:0.5", "per_class:60", "grey")),
           data_spec("cifar10", "test", ("split_test:0.5", "total:2000", "grey")))
-  c.run.num_steps = 200
+  c.run.num_steps = 300       # ~32 epochs of 600 images; ~4 min for all 36 runs on 2 cores
   c.run.optim.lr = 0.02
-  c.run.log_every = c.run.eval_every = 25
-  c.run.checkpoint_every = 200
+  c.run.log_every = c.run.eval_every = 30
+  c.run.checkpoint_every = 300
   return c
 
 

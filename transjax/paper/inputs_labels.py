@@ -165,6 +165,11 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   return out
 
 
+def _zoom(ax, values) -> None:
+  """Accuracies differ by a few points; start the axis below the smallest bar."""
+  ax.set_ylim(max(0.0, min(values) - 10.0), min(100.0, max(values) + 5.0))
+
+
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:
   plt = transfer_targets._pyplot()  # pylint: disable=protected-access
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -172,6 +177,7 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
   x = np.arange(len(order))
   axes[0].bar(x, [100 * _acc(a, s) for s in order],
               yerr=[100 * float(np.std(a[s]["accuracy"])) for s in order])
+  _zoom(axes[0], [100 * _acc(a, s) for s in order])
   axes[0].set_xticks(x)
   axes[0].set_xticklabels(order, fontsize=8)
   axes[0].set_ylabel("target test accuracy (%)")
@@ -196,6 +202,7 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
   x = np.arange(len(order))
   ax.bar(x, [100 * _acc(b, s) for s in order],
          yerr=[100 * float(np.std(b[s]["accuracy"])) for s in order])
+  _zoom(ax, [100 * _acc(b, s) for s in order])
   ax.set_xticks(x)
   ax.set_xticklabels(order)
   ax.set_ylabel("target test accuracy (%)")

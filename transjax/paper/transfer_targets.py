@@ -128,7 +128,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "elements": list(ELEMENTS), "source": source_note, "targets": list(config.target_names),
       "modes": list(config.modes), "num_seeds": int(config.num_seeds),
       "data": {"source": source_note, **data}, "table": table,
-      "table2": table2(table, config.target_names),
+      "table2_targets": list(config.table2_targets or config.target_names),
+      "table2": table2(table, config.table2_targets or config.target_names),
   }
   results["summary"] = summary(results)
   results["figures"] = _figures(results, workdir)
@@ -236,7 +237,7 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
     rhos[m] = spearman([_mean(table[t][m]["deviation"]) for t in ts],
                        [_mean(table[t][m]["test_error"]) for t in ts])
   finite = [r for r in rhos.values() if np.isfinite(r)]
-  if finite and min(finite) >= 0.8:
+  if finite and min(finite) >= 0.8 - 1e-9:   # 4 targets: one swapped pair gives exactly 0.8
     v2 = common.REPRODUCED
   elif any(r > 0 for r in finite):
     v2 = common.PARTLY
@@ -254,13 +255,16 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   # (3) Table 2: fine-tuning beats scratch, more on similar targets.
   t2 = results.get("table2") or table2(table, targets)
   order = [t for t in targets if t in t2]
+  left_out = [t for t in targets if t not in t2]
   if order:
     imps = [t2[t]["improvement"] for t in order]
     half = max(1, len(order) // 2)
     similar, dissimilar = _mean(imps[:half]), _mean(imps[-half:])
     checks = [imps[0] > 0, similar > dissimilar if len(order) > 1 else True]
     ours = (", ".join(f"{t} {100 * i:.1f}%" for t, i in zip(order, imps))
-            + f"; similar half {100 * similar:.1f}% vs dissimilar half {100 * dissimilar:.1f}%")
+            + f"; similar half {100 * similar:.1f}% vs dissimilar half {100 * dissimilar:.1f}%"
+            + (f" (not in Table 2, as the paper's Table 2 leaves out Synthetic: "
+               f"{', '.join(left_out)})" if left_out else ""))
     v3 = common.verdict_from_checks(checks)
   else:
     ours, v3 = "no scratch/fine-tune pair was run", common.NOT_REPRODUCED
