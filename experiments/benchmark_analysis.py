@@ -8,7 +8,7 @@ r"""Benchmark of the analysis instruments, each comparison measured in the same 
 2. Top-20 Hessian eigenvalues of LeNet to the same tolerance: Lanczos against power
    iteration with deflation (HVP count, wall time). Goal: >= 5x fewer HVPs.
 3. Cost of one HVP over the cost of one gradient. Goal: <= 3.
-Data: MNIST from $TRANSJAX_DATA_DIR or /work/shared/data when present, else synthetic
+Data: MNIST from $TRANSJAX_DATA_DIR or ../shared/data (beside the repository) when present, else synthetic
 (named in the output). The model is a randomly initialised LeNet: the costs do not depend
 on the weights. On CPU vmapping per-point weights makes grouped convolutions, so the lax.map
 variant is reported too.
@@ -38,12 +38,13 @@ def _define_flags():
       top_k=flags.DEFINE_integer("top_k", 20, "Number of Hessian eigenvalues."),
       tol=flags.DEFINE_float("tol", 1e-3, "Tolerance for both eigen-solvers."),
       data_dir=flags.DEFINE_string("data_dir", None, "MNIST folder (default: "
-                                   "$TRANSJAX_DATA_DIR, then /work/shared/data)."))
+                                   "$TRANSJAX_DATA_DIR, then ../shared/data beside the repository)."))
 
 
 def load_batch(n: int, data_dir: str | None):
   """(batch, description): MNIST normalised to [0,1] when found, else synthetic noise."""
-  for d in (data_dir, os.environ.get("TRANSJAX_DATA_DIR"), "/work/shared/data"):
+  for d in (data_dir, os.environ.get("TRANSJAX_DATA_DIR"),
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")):
     if not d:
       continue
     try:

@@ -6,27 +6,8 @@ r"""Paper Fig 9: transferability against pretraining epochs.
 Writes <workdir>/results.json (numbers, claims with computed verdicts) and the figures.
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from transjax import cli
+from experiments import paper_main
 from transjax.paper import pretrain_epochs
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "configs/paper_pretrain_epochs.py:<smoke|quick|full>", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a re-run resumes.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  del argv
-  cli.setup_logging()
-  results = cli.run_or_exit(pretrain_epochs.run, _CONFIG.value, _WORKDIR.value)
-  print(results["summary"])
-  for c in results["claims"]:
-    print(f"[{c['verdict']}] {c['element']}: {c['ours']}")
-
-
 if __name__ == "__main__":
-  app.run(main)
+  paper_main.run_app(pretrain_epochs, "configs/paper_pretrain_epochs.py")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from absl import flags
 from ml_collections import config_flags
 
@@ -20,6 +22,8 @@ def define_flags(config_help: str):
       "Run folder for config.json, metrics.jsonl, results.json, checkpoints/ and figures. "
       "Running again with the same folder resumes from its last checkpoint.")
   flags.mark_flags_as_required(["config", "workdir"])
+  for name in ("config", "workdir"):  # so that --help lists them for the binary run
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
   return config, workdir
 
 
