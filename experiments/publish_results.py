@@ -1,0 +1,52 @@
+r"""Copies a reproduce run's REPORT.md and its figures into docs/ (docs/results.md).
+
+    python -m experiments.publish_results --workdir=runs/quick --docs=docs
+
+Figures referenced as `![...](<experiment>/<file>.png)` are copied to
+`docs/figures/<experiment>_<file>.png` and the links rewritten; links to results.json
+files (not committed) become plain text naming the path in the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/quick", "The reproduce run folder (with REPORT.md).")
+_DOCS = flags.DEFINE_string("docs", "docs", "Folder for results.md and figures/.")
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
+_JSON = re.compile(r"\[([^\]]*)\]\(([^)]+\.json)\)")
+
+
+def publish(workdir: str, docs: str) -> str:
+  with open(os.path.join(workdir, "REPORT.md")) as f:
+    report = f.read()
+  figures = os.path.join(docs, "figures")
+  os.makedirs(figures, exist_ok=True)
+
+  def copy_figure(match: re.Match) -> str:
+    source = os.path.join(workdir, match.group(2))
+    name = match.group(2).replace("/", "_")
+    shutil.copyfile(source, os.path.join(figures, name))
+    return f"![{match.group(1)}](figures/{name})"
+
+  report = _IMAGE.sub(copy_figure, report)
+  report = _JSON.sub(lambda m: f"`{m.group(2)}` (in the run folder)", report)
+  header = (f"<!-- Published from {workdir}/REPORT.md by experiments/publish_results.py. -->\n")
+  out = os.path.join(docs, "results.md")
+  with open(out, "w") as f:
+    f.write(header + report)
+  return out
+
+
+def main(argv):
+  del argv
+  print(f"-> {publish(_WORKDIR.value, _DOCS.value)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
