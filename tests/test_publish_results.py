@@ -1,0 +1,16 @@
+"""publish_results copies the report's figures into docs/figures and rewrites the links."""
+
+from experiments import publish_results
+
+
+def test_figures_are_copied_and_links_rewritten(tmp_path):
+  run = tmp_path / "run"
+  (run / "minima").mkdir(parents=True)
+  (run / "minima" / "eigen.png").write_bytes(b"\x89PNG fake")
+  (run / "REPORT.md").write_text(
+      "# Report\n![eigen.png](minima/eigen.png)\nResults: [minima/results.json](minima/results.json)\n")
+  out = publish_results.publish(str(run), str(tmp_path / "docs"))
+  text = open(out).read()
+  assert "![eigen.png](figures/minima_eigen.png)" in text
+  assert "`minima/results.json` (in the run folder)" in text
+  assert (tmp_path / "docs" / "figures" / "minima_eigen.png").read_bytes() == b"\x89PNG fake"
