@@ -68,7 +68,7 @@ def layer_groups(per_layer: dict[str, float]) -> dict[str, float]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   shared = transfer_targets.shared_dir_of(config, workdir)
-  transfer_targets.enable_compile_cache(os.path.join(shared, "jax_cache"))
+  common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   names = tuple(config.inputs.sources) + tuple(config.labels.sources)
   source_dirs = {n: sources.ensure_source(n, config.preset, shared, data_dir=config.data_dir)
                  for n in names}

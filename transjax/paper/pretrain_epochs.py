@@ -61,7 +61,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   check_steps(config)
   shared = transfer_targets.shared_dir_of(config, workdir)
-  transfer_targets.enable_compile_cache(os.path.join(shared, "jax_cache"))
+  common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   pre_dir = os.path.join(workdir, "pretrain")
   pre = common.train_run(pretrain_config(config), pre_dir)
   records = results_lib.MetricsLog(os.path.join(pre_dir, "metrics.jsonl")).read()

@@ -83,21 +83,6 @@ def shared_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
 # ----------------------------------------------------------------------------- run
 
 
-def enable_compile_cache(directory: str) -> None:
-  """Reuses compiled steps across the many same-shaped runs (unless a cache is set).
-
-  Every run builds its jitted step afresh; with LeNet the compile takes longer than the
-  training, and the runs of one experiment share shapes, so the persistent cache turns
-  ~20 s per run into ~1 s.
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  if jax.config.jax_compilation_cache_dir:
-    return
-  jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def _curve(run_dir: str, key: str) -> tuple[list[int], list[float]]:
   records = results_lib.MetricsLog(os.path.join(run_dir, "metrics.jsonl")).read()
   pts = [(r["step"], r[key]) for r in records if key in r]
@@ -107,7 +92,7 @@ def _curve(run_dir: str, key: str) -> tuple[list[int], list[float]]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains every (target, mode, seed) run (resuming), writes results.json and figures."""
   workdir = results_lib.ensure_workdir(workdir)
-  enable_compile_cache(os.path.join(shared_dir_of(config, workdir), "jax_cache"))
+  common.use_compilation_cache(os.path.join(shared_dir_of(config, workdir), "jax_cache"))
   init_from, source_note = _source(config, shared_dir_of(config, workdir))
   table: dict[str, dict[str, dict[str, list]]] = {}
   data: dict[str, str] = {}
