@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
 from transjax.paper import transfer_targets
@@ -122,8 +123,7 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 
 
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:
-  plt = transfer_targets._pyplot()  # pylint: disable=protected-access
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
   e = results["epochs"]
   axes[0].plot(e, [100 * a for a in results["source_accuracy"]], marker="o")
   axes[0].set_title("(a) accuracy of pretraining")
@@ -135,7 +135,5 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
     ax.set_ylabel("test accuracy (%)")
     ax.set_xscale("log")
   fig.suptitle("Fig 9: transferability against pretraining epochs")
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[0]), dpi=120)
-  plt.close(fig)
+  plotting.save_figure(fig, os.path.join(workdir, FIGURES[0]))
   return list(FIGURES)

@@ -21,6 +21,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
 from transjax.paper import sources
@@ -278,17 +279,9 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 # -------------------------------------------------------------------------- figures
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  return plt
-
-
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:
-  plt = _pyplot()
   table, targets = results["table"], results["targets"]
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
   for ax, mode, label in ((axes[0], "fixed", "last layer (fixed)"),
                           (axes[1], "finetune", "all layers (fine-tuned)")):
     for t in targets:
@@ -304,25 +297,14 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
     ax.set_title(label)
     ax.legend(fontsize=8)
   fig.suptitle("Fig 2: deviation from the starting weights during transfer")
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[0]), dpi=120)
-  plt.close(fig)
+  plotting.save_figure(fig, os.path.join(workdir, FIGURES[0]))
 
-  fig, ax = plt.subplots(figsize=(7, 4))
-  modes = results["modes"]
-  width = 0.8 / max(len(modes), 1)
-  x = np.arange(len(targets))
-  for i, m in enumerate(modes):
-    vals = [100 * _mean(table.get(t, {}).get(m, {}).get("test_error", [])) for t in targets]
-    errs = [100 * float(np.std(table.get(t, {}).get(m, {}).get("test_error", [0.0])))
-            for t in targets]
-    ax.bar(x + (i - (len(modes) - 1) / 2) * width, vals, width, yerr=errs, label=m)
-  ax.set_xticks(x)
-  ax.set_xticklabels(targets)
-  ax.set_ylabel("test error (%)")
-  ax.set_title("Table 1 / Table 2: test error per target (most similar first)")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[1]), dpi=120)
-  plt.close(fig)
+  errors = {m: [table.get(t, {}).get(m, {}).get("test_error", []) for t in targets]
+            for m in results["modes"]}
+  plotting.grouped_bars(
+      os.path.join(workdir, FIGURES[1]),
+      {m: [100 * _mean(e) for e in errs] for m, errs in errors.items()}, targets,
+      errors={m: [100 * float(np.std(e or [0.0])) for e in errs] for m, errs in errors.items()},
+      ylabel="test error (%)",
+      title="Table 1 / Table 2: test error per target (most similar first)")
   return list(FIGURES)
