@@ -57,6 +57,18 @@ def stand_in_note(data_descriptions: Sequence[str]) -> str:
   return ("stand-in data: " + "; ".join(notes)) if notes else ""
 
 
+def qualifiers(data_descriptions: Sequence[str], paper_setting: str) -> str:
+  """The "why" of a verdict: stand-ins used, and the scale when it is not the paper's.
+
+  Results computed without any TFDS data (the smoke and quick presets) are at CPU scale:
+  LeNet on small offline subsets instead of `paper_setting` (e.g. "ImageNet ResNet-50").
+  """
+  notes = [stand_in_note(data_descriptions)]
+  if not any("tfds:" in d for d in data_descriptions):
+    notes.append(f"CPU scale: LeNet on small offline subsets instead of {paper_setting}")
+  return "; ".join(n for n in notes if n)
+
+
 def use_compilation_cache(directory: str) -> None:
   """Turns on JAX's persistent compilation cache in `directory`, unless one is set already.
 

@@ -195,7 +195,8 @@ def _mean(v) -> float:
 def claims(results: dict[str, Any]) -> list[common.Claim]:
   """Table 1, Fig 2 and Table 2 verdicts computed from `results["table"]`."""
   table, targets = results["table"], [t for t in results["targets"] if t in results["table"]]
-  why = common.stand_in_note(list(results.get("data", {}).values()))
+  why = common.qualifiers(list(results.get("data", {}).values()),
+                         "ImageNet-pretrained ResNet-50 on Office/Cars/Caltech/CUB")
   out = []
   tm = [m for m in ("fixed", "finetune") if any(m in table[t] for t in targets)]
 
