@@ -17,6 +17,17 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-posi
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 
 CONTOUR_SPACING = 0.05
+MAX_CONTOUR_LEVELS = 80
+
+
+def subplots(*args, **kwargs):
+  """`plt.subplots` on the Agg backend, for figures drawn panel by panel (see `save_figure`)."""
+  return plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig, path: str) -> str:
+  """Writes `fig` to `path` (tight layout, 120 dpi), closes it, returns `path`."""
+  return _save(fig, path)
 
 
 def _save(fig, path: str) -> str:
@@ -33,16 +44,39 @@ def shared_range(grids: Sequence[np.ndarray]) -> tuple[float, float]:
   return float(finite.min()), float(finite.max())
 
 
+def draw_grouped_bars(ax, series: Mapping[str, Sequence[float]], *,
+                      positions: Sequence[float] | None = None,
+                      errors: Mapping[str, Sequence[float]] | None = None) -> None:
+  """Bars side by side at each position (default 0..n-1), one colour per series name."""
+  names = list(series)
+  width = 0.8 / max(len(names), 1)
+  for i, name in enumerate(names):
+    vals = np.asarray(series[name], float)
+    x = np.arange(len(vals)) if positions is None else np.asarray(positions, float)
+    ax.bar(x + (i - (len(names) - 1) / 2) * width, vals, width,
+           yerr=None if errors is None else errors[name], label=name)
+
+
+def grouped_bars(path: str, series: Mapping[str, Sequence[float]], labels: Sequence[str], *,
+                 errors: Mapping[str, Sequence[float]] | None = None, ylabel: str = "",
+                 title: str = "", figsize: tuple[float, float] = (7, 4)) -> str:
+  """Grouped bars: one group per label, one colour per series (e.g. Table 1 by mode)."""
+  fig, ax = plt.subplots(figsize=figsize)
+  draw_grouped_bars(ax, series, errors=errors)
+  ax.set_xticks(np.arange(len(labels)))
+  ax.set_xticklabels(labels)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend()
+  return _save(fig, path)
+
+
 def eigenvalue_bars(path: str, eigenvalues: Mapping[str, Sequence[float]], *,
                     title: str = "Top Hessian eigenvalues") -> str:
   """Grouped bars: eigenvalue index on x, one colour per run (Fig 3a)."""
   fig, ax = plt.subplots(figsize=(7, 3.5))
-  names = list(eigenvalues)
-  width = 0.8 / max(len(names), 1)
-  for i, name in enumerate(names):
-    vals = np.asarray(eigenvalues[name], float)
-    ax.bar(np.arange(1, len(vals) + 1) + (i - (len(names) - 1) / 2) * width, vals, width,
-           label=name)
+  n = max((len(v) for v in eigenvalues.values()), default=0)
+  draw_grouped_bars(ax, eigenvalues, positions=np.arange(1, n + 1))
   ax.set_xlabel("eigenvalue index")
   ax.set_ylabel("eigenvalue")
   ax.set_title(title)
@@ -75,6 +109,52 @@ def contour_landscape(path: str, xs: np.ndarray, ys: np.ndarray, losses: np.ndar
   return _save(fig, path)
 
 
+def contour_levels(lo: float, hi: float, spacing: float = CONTOUR_SPACING,
+                   max_levels: int = MAX_CONTOUR_LEVELS) -> tuple[np.ndarray, float]:
+  """Levels every `spacing` (a multiple of it when there would be more than max_levels)."""
+  step = spacing * max(1, int(np.ceil((hi - lo) / spacing / max_levels)))
+  start = np.floor(lo / step) * step
+  return np.arange(start, hi + step, step), step
+
+
+def contour_grid(path: str, panels: Sequence[tuple[str, Mapping]], suptitle: str, *,
+                 cap: float | None = None, spacing: float = CONTOUR_SPACING) -> float:
+  """Filled contours of several 2-D landscapes (up to 4 a row) with ONE colour scale.
+
+  `panels`: (title, {"axes": [x, y], "losses": 2-D}); `cap` clips losses at lo + cap so one
+  exploding landscape does not flatten the others' colours (the cap is shown in the title).
+  Returns the contour spacing used (`spacing`, or a multiple when the range is large).
+  """
+  arrays = [np.asarray(p["losses"], np.float64) for _, p in panels]
+  lo = min(np.nanmin(a) for a in arrays)
+  hi = max(np.nanmax(a) for a in arrays)
+  if cap is not None:
+    hi = min(hi, lo + cap)
+  hi = max(hi, lo + spacing)
+  levels, step = contour_levels(lo, hi, spacing)
+  n = len(panels)
+  cols = min(n, 4)
+  rows = -(-n // cols)
+  fig, axs = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+  cs = None
+  for ax, (title, p), a in zip(axs.ravel(), panels, arrays):
+    x, y = (np.asarray(v) for v in p["axes"])
+    a = np.clip(a, lo, hi)
+    cs = ax.contourf(x, y, a.T, levels=levels, cmap="viridis")
+    ax.contour(x, y, a.T, levels=levels, colors="k", linewidths=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
+  for ax in axs.ravel()[n:]:
+    ax.axis("off")
+  fig.colorbar(cs, ax=axs.ravel().tolist(), shrink=0.8)
+  fig.suptitle(f"{suptitle}\n(same colour scale; contours every {step:g}"
+               + (f"; clipped at min + {cap:g}" if cap is not None else "") + ")", fontsize=9)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)  # no tight_layout: it fights the shared colour bar
+  plt.close(fig)
+  return step
+
+
 def landscape_curves(path: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
                      title: str = "", xlabel: str = "step along direction") -> str:
   """1-D landscapes: name -> (x, loss)."""
@@ -88,18 +168,34 @@ def landscape_curves(path: str, curves: Mapping[str, tuple[np.ndarray, np.ndarra
   return _save(fig, path)
 
 
-def gradient_variation_curves(path: str, series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-                              *, ylabel: str = "max loss change along gradient",
-                              title: str = "") -> str:
-  """Fig 6 / 11: name -> (training steps, variation)."""
+def step_curves(path: str, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
+                ylabel: str, title: str = "", xlabel: str = "training step",
+                threshold: float | None = None, yscale: str | None = None,
+                linthresh: float = 1e-3, marker: str | None = "o") -> str:
+  """name -> (steps, values) against step; an optional dashed `threshold` line; `yscale`
+  "log" or "symlog" (linear within +-linthresh). Empty series are skipped."""
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for name, (x, y) in series.items():
-    ax.plot(x, y, marker="o", ms=3, label=name)
-  ax.set_xlabel("training step")
+    if len(x):
+      ax.plot(x, y, marker=marker, ms=3, label=name)
+  if threshold is not None:
+    ax.axhline(threshold, color="gray", ls="--", lw=0.8, label=f"threshold {threshold:.3g}")
+  if yscale == "symlog":
+    ax.set_yscale("symlog", linthresh=linthresh)
+  elif yscale:
+    ax.set_yscale(yscale)
+  ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def gradient_variation_curves(path: str, series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                              *, ylabel: str = "max loss change along gradient",
+                              title: str = "", yscale: str | None = None) -> str:
+  """Fig 6 / 11: name -> (training steps, variation)."""
+  return step_curves(path, series, ylabel=ylabel, title=title, yscale=yscale)
 
 
 def gradient_histogram(path: str, hists: Mapping[str, Mapping[str, Sequence[float]]], *,
@@ -118,13 +214,13 @@ def gradient_histogram(path: str, hists: Mapping[str, Mapping[str, Sequence[floa
 
 
 def singular_projection(path: str, projections: Mapping[str, Sequence[float]], *,
-                        title: str = "") -> str:
+                        title: str = "", ylabel: str = "|u_i^T W v_i|") -> str:
   """Fig 7b,c: |u_i^T W v_i| against singular-value index i, one line per run."""
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for name, proj in projections.items():
     ax.plot(np.arange(1, len(proj) + 1), proj, marker=".", label=name)
   ax.set_xlabel("singular value index")
-  ax.set_ylabel("|u_i^T W v_i|")
+  ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.legend(fontsize=8)
   return _save(fig, path)

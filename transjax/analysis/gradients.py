@@ -15,6 +15,8 @@ beta-smoothness max_k ||grad L(theta - k s g) - g|| / ||k s g||.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -41,7 +43,10 @@ def loss_gradient(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str
   return jax.jit(jax.value_and_grad(f))(sub)
 
 
+@functools.lru_cache(maxsize=32)
 def _variation_fn(loss_fn, num_steps: int, protocol: str, with_gradients: bool):
+  """One compiled path evaluation per (loss_fn, settings): a training callback that
+  measures every few steps must not recompile each time."""
 
   def run(sub, params, state, batch, scale):
     f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from transjax import params as params_lib
+from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import gradients
@@ -34,42 +35,17 @@ ELEMENTS = ("Fig 7",)
 
 
 def _plots(stats: dict[str, dict[str, Any]], layer: str, workdir: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, axs = plt.subplots(1, len(stats), figsize=(4.2 * len(stats), 3.2))
-  for ax, (init, s) in zip(np.atleast_1d(axs), stats.items()):
-    h = s["histogram"]
-    edges = np.asarray(h["edges"])
-    ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge")
-    ax.set_title(f"{init}: gradient of {layer}", fontsize=9)
-    ax.set_xlabel("gradient value")
-    ax.set_ylabel("count")
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[0]), dpi=120)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  for init, s in stats.items():
-    ax.plot(s["projection_normalised"], marker=".", label=init)
-  ax.set_xlabel("index of singular value of the gradient")
-  ax.set_ylabel("|u_i' W v_i| / ||W||_F")
-  ax.set_title(f"Projection of weight on gradient directions ({layer})", fontsize=9)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[1]), dpi=120)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  for init, s in stats.items():
-    sc = s["scale"]
-    ax.plot(range(len(sc["norms"])), sc["norms"], marker="o", label=init)
-    ax.set_xticks(range(len(sc["layers"])), sc["layers"], rotation=45, fontsize=7)
-  ax.set_yscale("log")
-  ax.set_ylabel("||dL/dx|| at the layer input")
-  ax.set_title("Gradient scale through back-propagation (output -> input)", fontsize=9)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[2]), dpi=120)
-  plt.close(fig)
+  plotting.gradient_histogram(
+      os.path.join(workdir, FIGURES[0]),
+      {init: s["histogram"] for init, s in stats.items()}, title=f"Gradient of {layer}")
+  plotting.singular_projection(
+      os.path.join(workdir, FIGURES[1]),
+      {init: s["projection_normalised"] for init, s in stats.items()},
+      title=f"Projection of weight on gradient directions ({layer})",
+      ylabel="|u_i' W v_i| / ||W||_F")
+  plotting.layer_gradient_scale(
+      os.path.join(workdir, FIGURES[2]), {init: s["scale"] for init, s in stats.items()},
+      title="Gradient scale through back-propagation (output -> input)")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

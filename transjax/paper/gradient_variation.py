@@ -27,6 +27,7 @@ import numpy as np
 
 from transjax import config as config_lib
 from transjax import functional
+from transjax import plotting
 from transjax import results as results_lib
 from transjax import train as train_lib
 from transjax.config import data_spec, training_defaults
@@ -232,25 +233,6 @@ def variation_records(run_dir: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- experiment
 
 
-def _plot(curves: dict[str, list[tuple[int, float]]], path: str, title: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  for name, pts in curves.items():
-    if pts:
-      steps, vals = zip(*pts)
-      ax.plot(steps, vals, marker=".", label=name)
-  ax.set_xlabel("step")
-  ax.set_ylabel("max variation of the loss")
-  ax.set_yscale("symlog", linthresh=1e-3)
-  ax.set_title(title)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   dirs = pair_runs(config)
@@ -272,10 +254,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       curves[proto][init] = [(r["step"], r[f"gv_{proto}"]) for r in recs]
     run_json = results_lib.read_json(os.path.join(d, "run.json"))
     data.append(f"{init}: {run_json['data']['train']} (init {run_json['init']})")
-  _plot(curves["gradient"], os.path.join(workdir, FIGURES[0]),
-        "Loss variation along the gradient (step ∝ |g|)")
-  _plot(curves["fixed"], os.path.join(workdir, FIGURES[1]),
-        f"Loss variation along the gradient (fixed step {settings.fixed_step})")
+  for proto, path, title in (
+      ("gradient", FIGURES[0], "Loss variation along the gradient (step ∝ |g|)"),
+      ("fixed", FIGURES[1], f"Loss variation along the gradient (fixed step {settings.fixed_step})")):
+    plotting.step_curves(os.path.join(workdir, path),
+                         {i: tuple(zip(*pts)) if pts else ((), ()) for i, pts in curves[proto].items()},
+                         ylabel="max variation of the loss", xlabel="step", title=title,
+                         yscale="symlog", marker=".")
   p, r = numbers["pretrained"], numbers["random"]
   summary = "\n".join([
       "| init | mean max-variation (step ∝ grad) | mean max-variation (fixed step) | mean ‖g‖ |",

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from transjax import params as params_lib
+from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import landscape
@@ -43,25 +44,6 @@ def steps_to_threshold(curve: list[tuple[int, float]], threshold: float) -> int 
   return None
 
 
-def _plot_convergence(curves: dict[str, list[tuple[int, float]]], threshold: float,
-                      path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  for name, pts in curves.items():
-    steps, vals = zip(*pts)
-    ax.plot(steps, vals, label=name)
-  ax.axhline(threshold, color="gray", ls="--", lw=0.8, label=f"threshold {threshold:.3g}")
-  ax.set_xlabel("step")
-  ax.set_ylabel("training loss")
-  ax.set_title("Convergence: fine-tuning vs from scratch")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   dirs = gv.pair_runs(config)
@@ -81,14 +63,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       panels.append((f"{layer} ({init})", {"axes": res.axes, "losses": res.losses}))
   # Order the panels layer by layer: random | pretrained side by side.
   panels.sort(key=lambda p: (layers.index(p[0].split(" (")[0]), p[0].endswith("(pretrained)")))
-  spacing = minima.contour_panels(panels, os.path.join(workdir, FIGURES[0]),
+  spacing = plotting.contour_grid(os.path.join(workdir, FIGURES[0]), panels,
                                   "Per-layer landscapes centred at initialisation",
                                   cap=config.get("colour_cap", None))
   curves = {init: train_curve(d) for init, d in dirs.items()}
   threshold = float(config.loss_threshold)
   if threshold <= 0:
     threshold = 1.1 * max(c[-1][1] for c in curves.values())
-  _plot_convergence(curves, threshold, os.path.join(workdir, FIGURES[1]))
+  plotting.step_curves(os.path.join(workdir, FIGURES[1]),
+                       {init: tuple(zip(*c)) for init, c in curves.items()},
+                       ylabel="training loss", xlabel="step", threshold=threshold, marker=None,
+                       title="Convergence: fine-tuning vs from scratch")
   convergence = {init: {"steps_to_threshold": steps_to_threshold(c, threshold),
                         "mean_train_loss": float(np.mean([v for _, v in c])),
                         "final_train_loss": float(c[-1][1])} for init, c in curves.items()}

@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
 from transjax.paper import sources
@@ -68,7 +69,7 @@ def layer_groups(per_layer: dict[str, float]) -> dict[str, float]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   shared = transfer_targets.shared_dir_of(config, workdir)
-  transfer_targets.enable_compile_cache(os.path.join(shared, "jax_cache"))
+  common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   names = tuple(config.inputs.sources) + tuple(config.labels.sources)
   source_dirs = {n: sources.ensure_source(n, config.preset, shared, data_dir=config.data_dir)
                  for n in names}
@@ -115,7 +116,8 @@ def _acc(part: dict, src: str) -> float:
 
 
 def claims(results: dict[str, Any]) -> list[common.Claim]:
-  why = common.stand_in_note(list(results.get("data", {}).values()))
+  why = common.qualifiers(list(results.get("data", {}).values()),
+                         "the paper's SVHN target (8a) and ResNet-50 on Caltech-101/Webcam (8b)")
   out = []
   a = results["inputs"]
   mn, ud, fa, sc = (_acc(a, k) for k in ("mnist", "mnist_upside_down", "fashion_mnist", "scratch"))
@@ -171,8 +173,7 @@ def _zoom(ax, values) -> None:
 
 
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:
-  plt = transfer_targets._pyplot()  # pylint: disable=protected-access
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
   order, a = results["inputs_order"], results["inputs"]
   x = np.arange(len(order))
   axes[0].bar(x, [100 * _acc(a, s) for s in order],
@@ -182,22 +183,17 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
   axes[0].set_xticklabels(order, fontsize=8)
   axes[0].set_ylabel("target test accuracy (%)")
   axes[0].set_title("Fig 8a: accuracy")
-  width = 0.8 / len(order)
   groups = list(LAYER_GROUPS)
-  gx = np.arange(len(groups))
-  for i, s in enumerate(order):
-    axes[1].bar(gx + (i - (len(order) - 1) / 2) * width,
-                [float(np.mean(a[s]["deviation"][g])) for g in groups], width, label=s)
-  axes[1].set_xticks(gx)
+  plotting.draw_grouped_bars(
+      axes[1], {s: [float(np.mean(a[s]["deviation"][g])) for g in groups] for s in order})
+  axes[1].set_xticks(np.arange(len(groups)))
   axes[1].set_xticklabels([r"$\psi_1$", r"$\psi_2$", "W"])
   axes[1].set_ylabel(r"$\|W - W_0\|_F / \sqrt{n}$")
   axes[1].set_title("Fig 8a: deviation per layer")
   axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[0]), dpi=120)
-  plt.close(fig)
+  plotting.save_figure(fig, os.path.join(workdir, FIGURES[0]))
 
-  fig, ax = plt.subplots(figsize=(5, 4))
+  fig, ax = plotting.subplots(figsize=(5, 4))
   order, b = results["labels_order"], results["labels"]
   x = np.arange(len(order))
   ax.bar(x, [100 * _acc(b, s) for s in order],
@@ -207,7 +203,5 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
   ax.set_xticklabels(order)
   ax.set_ylabel("target test accuracy (%)")
   ax.set_title("Fig 8b: real vs colour labels")
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[1]), dpi=120)
-  plt.close(fig)
+  plotting.save_figure(fig, os.path.join(workdir, FIGURES[1]))
   return list(FIGURES)

@@ -13,12 +13,12 @@ landscape is flatter (smaller mean loss increase over the grid).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import hessian, landscape
@@ -27,76 +27,6 @@ from transjax.paper import gradient_variation as gv
 
 FIGURES = ("hessian_eigenvalues.png", "landscape_minima.png")
 ELEMENTS = ("Fig 3", "Fig 10")
-CONTOUR_SPACING = 0.05
-MAX_LEVELS = 80
-
-
-# ---------------------------------------------------------------------- figure helpers
-# (transjax.plotting was not there when this was written; these are the two figures needed.)
-
-
-def contour_levels(lo: float, hi: float, spacing: float = CONTOUR_SPACING,
-                   max_levels: int = MAX_LEVELS) -> tuple[np.ndarray, float]:
-  """Levels every `spacing` (a multiple of it when there would be more than max_levels)."""
-  step = spacing * max(1, int(np.ceil((hi - lo) / spacing / max_levels)))
-  start = np.floor(lo / step) * step
-  return np.arange(start, hi + step, step), step
-
-
-def contour_panels(panels: Sequence[tuple[str, dict[str, Any]]], path: str, suptitle: str,
-                   cap: float | None = None) -> float:
-  """Side-by-side filled contours of 2-D landscapes with ONE colour scale; returns spacing.
-
-  `panels`: (title, {"axes": [x, y], "losses": 2-D}); `cap` clips losses at lo + cap so one
-  exploding landscape does not flatten the other's colours (the cap is shown in the title).
-  """
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  arrays = [np.asarray(p["losses"], np.float64) for _, p in panels]
-  lo = min(np.nanmin(a) for a in arrays)
-  hi = max(np.nanmax(a) for a in arrays)
-  if cap is not None:
-    hi = min(hi, lo + cap)
-  hi = max(hi, lo + CONTOUR_SPACING)
-  levels, step = contour_levels(lo, hi)
-  n = len(panels)
-  cols = min(n, 4)
-  rows = -(-n // cols)
-  fig, axs = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
-  cs = None
-  for ax, (title, p), a in zip(axs.ravel(), panels, arrays):
-    x, y = (np.asarray(v) for v in p["axes"])
-    a = np.clip(a, lo, hi)
-    cs = ax.contourf(x, y, a.T, levels=levels, cmap="viridis")
-    ax.contour(x, y, a.T, levels=levels, colors="k", linewidths=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.set_aspect("equal")
-  for ax in axs.ravel()[n:]:
-    ax.axis("off")
-  fig.colorbar(cs, ax=axs.ravel().tolist(), shrink=0.8)
-  fig.suptitle(f"{suptitle}\n(same colour scale; contours every {step:g}"
-               + (f"; clipped at min + {cap:g}" if cap is not None else "") + ")", fontsize=9)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return step
-
-
-def eigenvalue_bars(values: dict[str, Sequence[float]], path: str, title: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(6, 3.5))
-  width = 0.8 / max(len(values), 1)
-  for i, (name, ev) in enumerate(values.items()):
-    ax.bar(np.arange(len(ev)) + i * width, ev, width=width, label=name)
-  ax.set_xlabel("index of eigenvalue")
-  ax.set_ylabel("eigenvalue of the Hessian")
-  ax.set_title(title)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def landscape_stats(losses: np.ndarray, center: float) -> dict[str, float]:
@@ -139,11 +69,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                   "stats": landscape_stats(res.losses, res.center_loss),
                   "seconds": res.seconds, "lanczos_converged": bool(top.converged)}
     finals[init] = results_lib.read_json(os.path.join(d, "results.json"))["final"]
-  eigenvalue_bars(eig, os.path.join(workdir, FIGURES[0]),
-                  f"Top-{config.top_k} Hessian eigenvalues at convergence")
-  spacing = contour_panels([(f"{k} (minimum)", v) for k, v in land.items()],
-                           os.path.join(workdir, FIGURES[1]), "Landscapes centred at the minima",
-                           cap=config.get("colour_cap", None))
+  plotting.eigenvalue_bars(os.path.join(workdir, FIGURES[0]), eig,
+                           title=f"Top-{config.top_k} Hessian eigenvalues at convergence")
+  spacing = plotting.contour_grid(os.path.join(workdir, FIGURES[1]),
+                                  [(f"{k} (minimum)", v) for k, v in land.items()],
+                                  "Landscapes centred at the minima",
+                                  cap=config.get("colour_cap", None))
   rows = ["| init | top-1 eigenvalue | mean top-k | mean loss increase over grid | "
           "max increase | test error |", "|---|---|---|---|---|---|"]
   for init in eig:

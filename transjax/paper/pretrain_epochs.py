@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
 from transjax.paper import transfer_targets
@@ -61,7 +62,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   check_steps(config)
   shared = transfer_targets.shared_dir_of(config, workdir)
-  transfer_targets.enable_compile_cache(os.path.join(shared, "jax_cache"))
+  common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   pre_dir = os.path.join(workdir, "pretrain")
   pre = common.train_run(pretrain_config(config), pre_dir)
   records = results_lib.MetricsLog(os.path.join(pre_dir, "metrics.jsonl")).read()
@@ -97,7 +98,8 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def claims(results: dict[str, Any]) -> list[common.Claim]:
-  why = common.stand_in_note(list(results.get("data", {}).values()))
+  why = common.qualifiers(list(results.get("data", {}).values()),
+                         "ResNet-50 pretrained on Food-101 and fine-tuned on CUB-200")
   src = np.asarray(results["source_accuracy"], np.float64)
   tgt = np.asarray([np.mean(t) for t in results["target_accuracy"]], np.float64)
   best = int(np.argmax(tgt))
@@ -122,8 +124,7 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 
 
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:
-  plt = transfer_targets._pyplot()  # pylint: disable=protected-access
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
   e = results["epochs"]
   axes[0].plot(e, [100 * a for a in results["source_accuracy"]], marker="o")
   axes[0].set_title("(a) accuracy of pretraining")
@@ -135,7 +136,5 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
     ax.set_ylabel("test accuracy (%)")
     ax.set_xscale("log")
   fig.suptitle("Fig 9: transferability against pretraining epochs")
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[0]), dpi=120)
-  plt.close(fig)
+  plotting.save_figure(fig, os.path.join(workdir, FIGURES[0]))
   return list(FIGURES)

@@ -25,7 +25,7 @@ import ml_collections
 from absl import logging
 
 from transjax import results as results_lib
-from transjax.paper import report, sources
+from transjax.paper import common, report, sources
 
 # name -> (experiment module, config module)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
@@ -82,16 +82,6 @@ def experiment_config(name: str, preset: str, shared_dir: str,
   return module, config
 
 
-def _enable_compilation_cache(path: str) -> None:
-  # Many short runs compile the same LeNet steps; the persistent cache shares them.
-  try:
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  except (AttributeError, ValueError) as e:  # an older jax: run without it
-    logging.warning("No persistent compilation cache: %s", e)
-
-
 def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
              workdir: str) -> Status:
   preset = config.presets.get(name, config.preset)
@@ -145,7 +135,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.get("fast_compile", False):
     jax.config.update("jax_disable_most_optimizations", True)
   if config.compilation_cache:
-    _enable_compilation_cache(os.path.join(workdir, ".jax_cache"))
+    # Many short runs compile the same LeNet steps; the persistent cache shares them.
+    common.use_compilation_cache(os.path.join(workdir, ".jax_cache"))
   shared_dir = os.path.join(workdir, "sources")
   statuses: list[Status] = []
   if config.sources:

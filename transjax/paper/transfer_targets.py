@@ -21,6 +21,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
 from transjax.paper import sources
@@ -83,21 +84,6 @@ def shared_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
 # ----------------------------------------------------------------------------- run
 
 
-def enable_compile_cache(directory: str) -> None:
-  """Reuses compiled steps across the many same-shaped runs (unless a cache is set).
-
-  Every run builds its jitted step afresh; with LeNet the compile takes longer than the
-  training, and the runs of one experiment share shapes, so the persistent cache turns
-  ~20 s per run into ~1 s.
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  if jax.config.jax_compilation_cache_dir:
-    return
-  jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def _curve(run_dir: str, key: str) -> tuple[list[int], list[float]]:
   records = results_lib.MetricsLog(os.path.join(run_dir, "metrics.jsonl")).read()
   pts = [(r["step"], r[key]) for r in records if key in r]
@@ -107,7 +93,7 @@ def _curve(run_dir: str, key: str) -> tuple[list[int], list[float]]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains every (target, mode, seed) run (resuming), writes results.json and figures."""
   workdir = results_lib.ensure_workdir(workdir)
-  enable_compile_cache(os.path.join(shared_dir_of(config, workdir), "jax_cache"))
+  common.use_compilation_cache(os.path.join(shared_dir_of(config, workdir), "jax_cache"))
   init_from, source_note = _source(config, shared_dir_of(config, workdir))
   table: dict[str, dict[str, dict[str, list]]] = {}
   data: dict[str, str] = {}
@@ -209,7 +195,8 @@ def _mean(v) -> float:
 def claims(results: dict[str, Any]) -> list[common.Claim]:
   """Table 1, Fig 2 and Table 2 verdicts computed from `results["table"]`."""
   table, targets = results["table"], [t for t in results["targets"] if t in results["table"]]
-  why = common.stand_in_note(list(results.get("data", {}).values()))
+  why = common.qualifiers(list(results.get("data", {}).values()),
+                         "ImageNet-pretrained ResNet-50 on Office/Cars/Caltech/CUB")
   out = []
   tm = [m for m in ("fixed", "finetune") if any(m in table[t] for t in targets)]
 
@@ -293,17 +280,9 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 # -------------------------------------------------------------------------- figures
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  return plt
-
-
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:
-  plt = _pyplot()
   table, targets = results["table"], results["targets"]
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
   for ax, mode, label in ((axes[0], "fixed", "last layer (fixed)"),
                           (axes[1], "finetune", "all layers (fine-tuned)")):
     for t in targets:
@@ -319,25 +298,14 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
     ax.set_title(label)
     ax.legend(fontsize=8)
   fig.suptitle("Fig 2: deviation from the starting weights during transfer")
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[0]), dpi=120)
-  plt.close(fig)
+  plotting.save_figure(fig, os.path.join(workdir, FIGURES[0]))
 
-  fig, ax = plt.subplots(figsize=(7, 4))
-  modes = results["modes"]
-  width = 0.8 / max(len(modes), 1)
-  x = np.arange(len(targets))
-  for i, m in enumerate(modes):
-    vals = [100 * _mean(table.get(t, {}).get(m, {}).get("test_error", [])) for t in targets]
-    errs = [100 * float(np.std(table.get(t, {}).get(m, {}).get("test_error", [0.0])))
-            for t in targets]
-    ax.bar(x + (i - (len(modes) - 1) / 2) * width, vals, width, yerr=errs, label=m)
-  ax.set_xticks(x)
-  ax.set_xticklabels(targets)
-  ax.set_ylabel("test error (%)")
-  ax.set_title("Table 1 / Table 2: test error per target (most similar first)")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, FIGURES[1]), dpi=120)
-  plt.close(fig)
+  errors = {m: [table.get(t, {}).get(m, {}).get("test_error", []) for t in targets]
+            for m in results["modes"]}
+  plotting.grouped_bars(
+      os.path.join(workdir, FIGURES[1]),
+      {m: [100 * _mean(e) for e in errs] for m, errs in errors.items()}, targets,
+      errors={m: [100 * float(np.std(e or [0.0])) for e in errs] for m, errs in errors.items()},
+      ylabel="test error (%)",
+      title="Table 1 / Table 2: test error per target (most similar first)")
   return list(FIGURES)

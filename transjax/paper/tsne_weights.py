@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from transjax import params as params_lib
+from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import embedding
@@ -58,30 +59,6 @@ def run_configs(config: ml_collections.ConfigDict, source_paths: dict[str, str]
       tag = "" if init in (RANDOM, config.source) else f"_from_{init}"
       out.append((target, init, cfg, gv.pair_dir(config.shared_dir, target, kind, tag)))
   return out
-
-
-def _plot(emb: np.ndarray, targets: list[str], inits: list[str], path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  markers = "oxs^vD*P"
-  init_names = sorted(set(inits), key=inits.index)
-  target_names = sorted(set(targets), key=targets.index)
-  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
-  for (x, y), t, i in zip(emb, targets, inits):
-    ax.scatter(x, y, color=colours[init_names.index(i) % len(colours)],
-               marker=markers[target_names.index(t) % len(markers)], s=60)
-  for k, i in enumerate(init_names):
-    ax.scatter([], [], color=colours[k % len(colours)], marker="o", label=f"init: {i}")
-  for k, t in enumerate(target_names):
-    ax.scatter([], [], color="gray", marker=markers[k % len(markers)], label=f"target: {t}")
-  ax.legend(fontsize=7)
-  ax.set_title("t-SNE of the final weights (colour: initialisation, marker: target)",
-               fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def cluster_stats(distances: np.ndarray, targets: list[str], inits: list[str]) -> dict[str, Any]:
@@ -123,7 +100,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   names = [f"{t}/{i}" for t, i in zip(targets, inits)]
   emb = embedding.embed_weights(weights, names, seed=config.seed, perplexity=config.perplexity,
                                 mask=mask)
-  _plot(np.asarray(emb["embedding"]), targets, inits, os.path.join(workdir, FIGURES[0]))
+  plotting.tsne_scatter(os.path.join(workdir, FIGURES[0]), np.asarray(emb["embedding"]), targets,
+                        inits, title="t-SNE of the final weights (colour: target, marker: init)")
   stats = cluster_stats(np.asarray(emb["distances"]), targets, inits)
   summary = "\n".join([
       "| mean distance, same init (different targets) | mean distance, same target "
