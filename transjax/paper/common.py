@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,10 +52,30 @@ def verdict_from_checks(checks: Sequence[bool]) -> str:
   return NOT_REPRODUCED
 
 
+def _stand_ins(description: str) -> set[str]:
+  """{"usps.h5 for SVHN", ...} from a provenance description "... (stand-in for X) from kind:path"."""
+  found = set()
+  for match in re.finditer(r"\(stand-in for ", description):
+    depth, end = 1, match.end()
+    while end < len(description) and depth:  # X may itself contain parentheses
+      depth += {"(": 1, ")": -1}.get(description[end], 0)
+      end += 1
+    target = description[match.end():end - 1]
+    source = re.match(r"\s*from (\w+):([^;\s]+)", description[end:])
+    if source is None:
+      name = "a stand-in"
+    elif source.group(1) == "synthetic":
+      name = "synthetic shapes"
+    else:
+      name = os.path.basename(source.group(2).rstrip(";,)"))
+    found.add(f"{name} for {target}")
+  return found
+
+
 def stand_in_note(data_descriptions: Sequence[str]) -> str:
-  """"stand-in data: ..." for every description that names a stand-in, else ""."""
-  notes = sorted({d for d in data_descriptions if "stand-in" in d})
-  return ("stand-in data: " + "; ".join(notes)) if notes else ""
+  """"stand-in data: usps.h5 for SVHN; ..." naming each stand-in once, else ""."""
+  pairs = set().union(*(_stand_ins(d) for d in data_descriptions)) if data_descriptions else set()
+  return ("stand-in data: " + "; ".join(sorted(pairs))) if pairs else ""
 
 
 def qualifiers(data_descriptions: Sequence[str], paper_setting: str) -> str:
