@@ -95,10 +95,17 @@ class MetricsLog:
 
 
 def git_commit() -> str | None:
+  """The short commit of the code, with "-dirty" when tracked files differ from it."""
+  here = os.path.dirname(__file__)
   try:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, timeout=5, cwd=os.path.dirname(__file__))
-    return out.stdout.strip() or None
+                         text=True, timeout=5, cwd=here)
+    commit = out.stdout.strip()
+    if not commit:
+      return None
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=here, timeout=5,
+                           capture_output=True).returncode == 1
+    return commit + ("-dirty" if dirty else "")
   except (OSError, subprocess.SubprocessError):
     return None
 

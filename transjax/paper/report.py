@@ -79,13 +79,13 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
   for _, c in all_claims:
     lines.append(f"| {_cell(c['element'])} | {_cell(c['statement'])} | {_cell(c['paper'])} | "
                  f"{_cell(c['ours'])} | **{c['verdict']}** | {_cell(c.get('why', ''))} |")
-  lines += ["", "## Experiments", "", "| experiment | paper elements | status | wall time |",
-            "|---|---|---|---|"]
+  lines += ["", "## Experiments", "",
+            "| experiment | paper elements | status | wall time | commit |", "|---|---|---|---|---|"]
   for st, results, _ in per_exp:
     elements = ", ".join((results or {}).get("elements", [])) or "—"
     status = {"skipped": "done (earlier call)"}.get(st["status"], st["status"])
     lines.append(f"| [{st['name']}](#{st['name'].replace('_', '-')}) | {elements} | {status} | "
-                 f"{_fmt_time(st.get('wall_time_s'))} |")
+                 f"{_fmt_time(st.get('wall_time_s'))} | {st.get('commit') or '—'} |")
   for st, results, claims in per_exp:
     lines += ["", f"## {st['name']}", ""]
     if st["status"] == "missing":

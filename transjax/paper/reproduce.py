@@ -53,6 +53,7 @@ class Status:
   status: str = "pending"     # done | skipped | failed | missing
   wall_time_s: float | None = None
   error: str = ""
+  commit: str | None = None   # the commit the experiment ran at
 
 
 def _import(name: str) -> Any:
@@ -101,6 +102,7 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
     done = results_lib.read_json(done_path)
     if done.get("config") == cfg_json and os.path.exists(os.path.join(exp_dir, "results.json")):
       st.status, st.wall_time_s = "skipped", done.get("wall_time_s")
+      st.commit = done.get("commit")
       return st
   os.makedirs(exp_dir, exist_ok=True)
   start = time.time()
@@ -114,8 +116,9 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
     logging.error("%s failed: %s", name, st.error)
     return st
   st.status, st.wall_time_s = "done", time.time() - start
+  st.commit = results_lib.git_commit()
   results_lib.write_json(done_path, {
-      "wall_time_s": st.wall_time_s, "preset": preset, "config": cfg_json,
+      "wall_time_s": st.wall_time_s, "commit": st.commit, "preset": preset, "config": cfg_json,
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
   if os.path.exists(os.path.join(exp_dir, "failed.json")):
     os.remove(os.path.join(exp_dir, "failed.json"))
@@ -146,7 +149,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     try:
       for name in config.sources:
         sources.ensure_source(name, config.preset, shared_dir, data_dir=config.data_dir)
-      st.status = "done"
+      st.status, st.commit = "done", results_lib.git_commit()
     except Exception as e:  # pylint: disable=broad-except
       st.status, st.error = "failed", f"{type(e).__name__}: {e}"
       logging.error("sources failed: %s", st.error)
