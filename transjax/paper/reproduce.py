@@ -135,8 +135,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if unknown:
     raise ValueError(f"Unknown experiments {unknown}; choose from {list(EXPERIMENTS)}.")
   workdir = results_lib.ensure_workdir(workdir)
+  previous_fast_compile = jax.config.jax_disable_most_optimizations
   if config.get("fast_compile", False):
     jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    return _run_all(config, workdir, t0)
+  finally:  # a library call leaves the process's JAX settings as it found them
+    jax.config.update("jax_disable_most_optimizations", previous_fast_compile)
+
+
+def _run_all(config: ml_collections.ConfigDict, workdir: str, t0: float) -> dict[str, Any]:
   if config.compilation_cache:
     # Many short runs compile the same LeNet steps; the persistent cache shares them.
     common.use_compilation_cache(os.path.join(workdir, ".jax_cache"))
