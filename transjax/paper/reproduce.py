@@ -135,7 +135,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if unknown:
     raise ValueError(f"Unknown experiments {unknown}; choose from {list(EXPERIMENTS)}.")
   workdir = results_lib.ensure_workdir(workdir)
-  previous_fast_compile = jax.config.jax_disable_most_optimizations
+  previous_fast_compile = jax.config.read("jax_disable_most_optimizations")
   if config.get("fast_compile", False):
     jax.config.update("jax_disable_most_optimizations", True)
   try:
