@@ -9,6 +9,8 @@ finetune (all layers trained from the pretrained weights, new head).
 
 from absl import app
 
+from transjax import cli
+
 from experiments import train_common
 
 _CONFIG, _WORKDIR = train_common.define_flags(
@@ -23,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

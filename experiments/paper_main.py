@@ -39,4 +39,4 @@ def run_app(module: ModuleType, config_file: str) -> None:
       print(f"[{claim['verdict']}] {claim['element']}: {claim['ours']}")
     print(f"-> {workdir.value}/results.json")
 
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

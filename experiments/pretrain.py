@@ -5,6 +5,8 @@ r"""Trains a model on a source dataset and keeps its checkpoints (the "pretraine
 
 from absl import app
 
+from transjax import cli
+
 from experiments import train_common
 
 _CONFIG, _WORKDIR = train_common.define_flags(
@@ -18,4 +20,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

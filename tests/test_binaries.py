@@ -51,3 +51,11 @@ def test_a_bad_config_value_is_one_clear_line(tmp_path: pathlib.Path):
   assert proc.returncode != 0
   assert "config.optim.lr = -1" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_an_unknown_config_field_is_one_clear_line(tmp_path: pathlib.Path):
+  proc = _run(["experiments.pretrain", "--config=configs/lenet_mnist.py:smoke",
+               "--config.optim.learning_rate=0.1", f"--workdir={tmp_path / 'w'}"], ROOT)
+  assert proc.returncode != 0
+  assert "unknown config field 'learning_rate' in --config.optim.learning_rate" in proc.stderr
+  assert "Traceback" not in proc.stderr

@@ -44,3 +44,23 @@ def preset(arg: str | None, presets: dict, file: str):
   if name not in presets:
     raise ValueError(f"{file}: unknown preset {name!r}; choose one of {sorted(presets)}.")
   return presets[name]()
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a one-line error for a `--config.<field>` that does not exist.
+
+  (ml_collections raises a bare AttributeError with a traceback for an unknown field of a
+  locked config.) Pass as `app.run(main, flags_parser=cli.parse_flags)`.
+  """
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    raise SystemExit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see "
+                     "help on flags.") from None
+  except (AttributeError, KeyError) as e:
+    field = str(e.args[0] if e.args else e).strip("'\"")
+    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+    raise SystemExit(f"error: unknown config field {field!r} in "
+                     f"{', '.join(overrides) or 'a --config override'}; the config file's "
+                     "get_config() lists the valid names.") from None
