@@ -13,7 +13,10 @@ Presets:
   full:  8a on 600 SVHN images (TFDS svhn_cropped, grey) with the paper's LeNet protocol
          (100 epochs); 8b with the ResNet-50 Caltech-101 sources fine-tuned on a Webcam
          target (Office-31 is not in the TFDS catalogue: build it as a TFDS dataset
-         `office31_webcam` or change config.labels.target_*). Fig 8c/d are not run.
+         `office31_webcam` or change config.labels.target_*). 8c/d: ResNet-50 fine-tuned
+         from ImageNet (torchvision) and Places365 weights (config.scenes.weights) on
+         CUB-200 (TFDS caltech_birds2011) and MIT-Indoor (not in the TFDS catalogue: build
+         it as `mit_indoor67`), paper protocol. Smoke and quick have no weights: 8c/d "not run".
 """
 
 import ml_collections
@@ -42,6 +45,11 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.labels = ml_collections.ConfigDict()
   c.labels.sources = ("cifar_real", "cifar_colour")
   c.labels.run = _lenet(32, 3)
+  # Fig 8c/d: weights name -> torchvision-format state dict; target name -> (train, test).
+  c.scenes = ml_collections.ConfigDict()
+  c.scenes.weights = ml_collections.ConfigDict()
+  c.scenes.targets = ml_collections.ConfigDict()
+  c.scenes.run = training_defaults()
   return c
 
 
@@ -105,6 +113,13 @@ def full():
   r.log_every, r.eval_every, r.checkpoint_every = 50, 500, 500
   c.labels.target_train = data_spec("tfds:office31_webcam", "train")
   c.labels.target_test = data_spec("tfds:office31_webcam", "test")
+  c.scenes.weights = {"imagenet": "weights/resnet50-0676ba61.pth",
+                      "places": "weights/resnet50_places365.pth"}
+  c.scenes.targets = {
+      "cub200": (data_spec("caltech_birds2011", "train"), data_spec("caltech_birds2011", "test")),
+      "mit_indoor": (data_spec("tfds:mit_indoor67", "train"), data_spec("tfds:mit_indoor67", "test")),
+  }
+  c.scenes.run = ml_collections.ConfigDict(r.to_dict())
   return c
 
 

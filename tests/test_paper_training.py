@@ -118,6 +118,12 @@ def test_full_configs_validate_without_data():
   dirs = {n: "/nonexistent/" + n for n in tuple(c.inputs.sources) + tuple(c.labels.sources)}
   for cfg in inputs_labels.training_configs(c, dirs).values():
     config_lib.validate(cfg)
+  scenes = inputs_labels.scene_configs(c)
+  assert {k[:2] for k in scenes} == {(w, t) for w in ("imagenet", "places")
+                                     for t in ("cub200", "mit_indoor")}
+  for cfg in scenes.values():
+    config_lib.validate(cfg)
+    assert cfg.model.name == "resnet50" and cfg.init_from.endswith(".pth")
 
   c = load_config("pretrain_epochs", "full")
   pretrain_epochs.check_steps(c)
@@ -133,3 +139,24 @@ def test_full_transfer_targets_without_weights_is_a_clear_error(tmp_path):
   c.init_from = str(tmp_path / "missing.pth")
   with pytest.raises(FileNotFoundError, match="does not exist"):
     transfer_targets.run(c, str(tmp_path))
+
+
+@pytest.mark.parametrize("imagenet_cub, places_indoor, verdict", [
+    (0.80, 0.70, common.REPRODUCED), (0.60, 0.50, common.NOT_REPRODUCED)])
+def test_fig8cd_verdicts_are_computed(imagenet_cub, places_indoor, verdict):
+  cd = {"accuracy": {"imagenet/cub200": [imagenet_cub], "places/cub200": [0.7],
+                     "imagenet/mit_indoor": [0.6], "places/mit_indoor": [places_indoor]},
+        "mean_test_error": {"imagenet/cub200": [1 - imagenet_cub], "places/cub200": [0.3],
+                            "imagenet/mit_indoor": [0.4], "places/mit_indoor": [1 - places_indoor]}}
+  claims = inputs_labels._scene_claims(cd)  # pylint: disable=protected-access
+  assert [c.element for c in claims] == ["Fig 8c", "Fig 8d"]
+  assert {c.verdict for c in claims} == {verdict}
+  assert {c.verdict for c in inputs_labels._scene_claims(inputs_labels.NOT_RUN_8CD)} == {
+      common.NOT_REPRODUCED}
+
+
+def test_fig8cd_missing_weights_is_a_clear_error(tmp_path):
+  c = load_config("inputs_labels", "full")
+  c.scenes.weights = {"imagenet": str(tmp_path / "missing.pth")}
+  with pytest.raises(FileNotFoundError, match="weight files not found"):
+    inputs_labels._run_scenes(c, str(tmp_path))  # pylint: disable=protected-access
