@@ -22,7 +22,7 @@ def find_data_dir() -> str | None:
   return str(shared) if shared.is_dir() else None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> str:
   path = find_data_dir()
   if path is None:

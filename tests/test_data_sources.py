@@ -1,7 +1,6 @@
 """Loaders against the real files in shared/data: checksums, label counts, TFDS == IDX."""
 
 import gzip
-import os
 import shutil
 import time
 import urllib.request
@@ -14,23 +13,9 @@ from transjax import data
 from transjax.data import idx
 
 
-def find_data_dir() -> Path | None:
-    """$TRANSJAX_DATA_DIR, else <repo>/../shared/data; None when neither exists."""
-    env = os.environ.get("TRANSJAX_DATA_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for c in candidates:
-        if (c / "mnist").is_dir():
-            return c
-    return None
-
-
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    found = find_data_dir()
-    if found is None:
-        pytest.skip("real data not found: set TRANSJAX_DATA_DIR or provide ../shared/data")
-    return found
+def data_dir(real_data_dir) -> Path:
+    return Path(real_data_dir)
 
 
 def test_sha256sums_match_hard_coded_canonical(data_dir):

@@ -1,6 +1,5 @@
 """Named transforms and config specs: exactness, stratification, seeding, messages."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,23 +8,9 @@ import pytest
 from transjax import data
 
 
-def find_data_dir() -> Path | None:
-    """$TRANSJAX_DATA_DIR, else <repo>/../shared/data; None when neither exists."""
-    env = os.environ.get("TRANSJAX_DATA_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for c in candidates:
-        if (c / "mnist").is_dir():
-            return c
-    return None
-
-
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    found = find_data_dir()
-    if found is None:
-        pytest.skip("real data not found: set TRANSJAX_DATA_DIR or provide ../shared/data")
-    return found
+def data_dir(real_data_dir) -> Path:
+    return Path(real_data_dir)
 
 
 @pytest.fixture(scope="module")
