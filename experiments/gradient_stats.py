@@ -11,7 +11,6 @@ layer_gradient_scale.png. The loss uses BatchNorm running statistics.
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from transjax import cli, plotting
 from transjax import results as results_lib
@@ -23,20 +22,19 @@ _FLAGS = {}
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "configs/gradient_stats.py:<smoke|quick|full>; override fields with "
-      "--config.layer=conv1 ...", lock_config=True)
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and figures.")
+  _CONFIG, _WORKDIR = cli.define_run_flags(
+      "configs/gradient_stats.py:<smoke|quick|full>; override fields with "
+      "--config.layer=conv1 ...",
+      "Folder for results.json and figures.")
   _LAYER = flags.DEFINE_string("layer", None, "Layer to analyse; overrides config.layer.")
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER)
-
 
 
 def run(config, workdir: str, layer: str | None = None) -> dict:
   workdir = results_lib.ensure_workdir(workdir)
   layer = layer or config.layer
   out = {"config": config.to_dict(), "layer": layer, "runs": {}}
-  for run_dir in [x.strip() for x in config.checkpoints.split(",") if x.strip()]:
+  for run_dir in cli.split_csv(config.checkpoints):
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     stats = gradients.gradient_stats(r.loss_fn, r.params, r.state, batch, layer,
@@ -65,5 +63,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -11,8 +11,7 @@ grad_predictiveness, beta_smoothness) and gradient_variation_<protocol>.png.
 
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from transjax import cli, plotting
 from transjax import results as results_lib
@@ -24,25 +23,20 @@ _FLAGS = {}
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "configs/gradient_variation.py:<smoke|quick|full>; override fields with "
-      "--config.checkpoints=a,b --config.steps=0,100,200 ...", lock_config=True)
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and figures.")
+  _CONFIG, _WORKDIR = cli.define_run_flags(
+      "configs/gradient_variation.py:<smoke|quick|full>; override fields with "
+      "--config.checkpoints=a,b --config.steps=0,100,200 ...",
+      "Folder for results.json and figures.")
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
-
-
-
-def _names(csv: str) -> list[str]:
-  return [x for x in (s.strip() for s in csv.split(",")) if x]
 
 
 def run(config, workdir: str) -> dict:
   workdir = results_lib.ensure_workdir(workdir)
-  protocols = _names(config.protocols)
+  protocols = cli.split_csv(config.protocols)
   out = {"config": config.to_dict(), "runs": {}}
-  for run_dir in _names(config.checkpoints):
+  for run_dir in cli.split_csv(config.checkpoints):
     steps = (runs_lib.list_checkpoint_steps(run_dir) if config.steps == "all"
-             else [int(s) for s in _names(config.steps)])
+             else [int(s) for s in cli.split_csv(config.steps)])
     if not steps:
       raise ValueError(f"{run_dir} has no saved checkpoints to measure.")
     per = {p: {"steps": [], "max_change": [], "max_abs_change": [], "grad_predictiveness": [],
@@ -57,7 +51,7 @@ def run(config, workdir: str) -> dict:
         res = gradients.gradient_variation(r.loss_fn, r.params, r.state, batch, protocol=p,
                                            lr=config.lr, step_length=config.step_length,
                                            num_steps=config.num_steps,
-                                           mask=_names(config.layers) or None)
+                                           mask=cli.split_csv(config.layers) or None)
         per[p]["steps"].append(step)
         for k in ("max_change", "max_abs_change", "grad_predictiveness", "beta_smoothness",
                   "grad_norm"):
@@ -83,5 +77,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -9,8 +9,7 @@ run at the top level; every run under "runs") and eigenvalues.png (bars, one col
 
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from transjax import cli, plotting
 from transjax import results as results_lib
@@ -22,27 +21,22 @@ _FLAGS = {}
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "configs/hessian.py:<smoke|quick|full>; override fields with "
-      "--config.checkpoints=a,b --config.top_k=20 ...", lock_config=True)
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and eigenvalues.png.")
+  _CONFIG, _WORKDIR = cli.define_run_flags(
+      "configs/hessian.py:<smoke|quick|full>; override fields with "
+      "--config.checkpoints=a,b --config.top_k=20 ...",
+      "Folder for results.json and eigenvalues.png.")
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
-
-
-
-def _names(csv: str) -> list[str]:
-  return [x for x in (s.strip() for s in csv.split(",")) if x]
 
 
 def run(config, workdir: str) -> dict:
   """Measures every run in config.checkpoints; writes results.json (+ a bar plot)."""
   workdir = results_lib.ensure_workdir(workdir)
   out = {"config": config.to_dict(), "runs": []}
-  for run_dir in _names(config.checkpoints):
+  for run_dir in cli.split_csv(config.checkpoints):
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch,
-                                 mask=_names(config.layers) or None)
+                                 mask=cli.split_csv(config.layers) or None)
     if config.method == "lanczos":
       top = hessian.lanczos_top_k(op, config.top_k, tol=config.tol,
                                   max_steps=config.max_steps or None, seed=config.seed)
@@ -80,5 +74,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -12,7 +12,6 @@ import os
 import jax
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 from transjax import cli, plotting
 from transjax import results as results_lib
@@ -24,10 +23,10 @@ _FLAGS = {}
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "configs/landscape.py:<smoke|quick|full>; override fields with "
-      "--config.resolution=101 --config.eta=0.002 ...", lock_config=True)
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and landscape.png.")
+  _CONFIG, _WORKDIR = cli.define_run_flags(
+      "configs/landscape.py:<smoke|quick|full>; override fields with "
+      "--config.resolution=101 --config.eta=0.002 ...",
+      "Folder for results.json and landscape.png.")
   _LAYER = flags.DEFINE_string("layer", None, "Only move this layer (e.g. conv2 or "
                                "layer3.0.conv2); overrides config.layer. 'all' = every layer.")
   _CENTER = flags.DEFINE_string("center", None, "Centre of the grid: 'init', 'final' or a "
@@ -35,11 +34,10 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER, center=_CENTER)
 
 
-
 def run(config, workdir: str, layer: str | None = None, center: str | None = None) -> dict:
   """Evaluates the grid around the first run of config.checkpoints; writes the outputs."""
   workdir = results_lib.ensure_workdir(workdir)
-  run_dir = config.checkpoints.split(",")[0].strip()
+  run_dir = cli.split_csv(config.checkpoints)[0]
   which = center if center is not None else config.which
   which = int(which) if str(which).isdigit() else which
   r = runs_lib.load_run(run_dir, which)
@@ -85,5 +83,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -5,28 +5,20 @@ Each binary is its docstring plus `paper_main.run_app(<module>, <config file>)`.
 
 from __future__ import annotations
 
-import sys
 from types import ModuleType
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from transjax import cli
 
 
 def run_app(module: ModuleType, config_file: str) -> None:
   """Defines --config and --workdir, then runs `module.run(config, workdir)`."""
-  config = config_flags.DEFINE_config_file(
-      "config", None,
+  config, workdir = cli.define_run_flags(
       f"{config_file}:<smoke|quick|full>. Override any field, e.g. "
       "--config.data_dir=/path/to/data --config.shared_dir=runs/sources.",
-      lock_config=True)
-  workdir = flags.DEFINE_string(
-      "workdir", None, "Output folder for results.json and figures; a re-run resumes "
+      "Output folder for results.json and figures; a re-run resumes "
       "unfinished training runs and reuses finished ones.")
-  flags.mark_flags_as_required(["config", "workdir"])
-  for name in ("config", "workdir"):  # so that --help lists them for the binary run
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
   def main(argv):
     if len(argv) > 1:

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
-from absl import flags
-from ml_collections import config_flags
-
 from transjax import cli
 from transjax import train
 
 
 def define_flags(config_help: str):
-  config = config_flags.DEFINE_config_file(
-      "config", None,
+  return cli.define_run_flags(
       config_help + " Any field can be overridden, e.g. --config.optim.lr=0.02 "
       "--config.num_epochs=5 --config.data.data_dir=/path/to/data.",
-      lock_config=True)
-  workdir = flags.DEFINE_string(
-      "workdir", None,
       "Run folder for config.json, metrics.jsonl, results.json, checkpoints/ and figures. "
       "Running again with the same folder resumes from its last checkpoint.")
-  flags.mark_flags_as_required(["config", "workdir"])
-  for name in ("config", "workdir"):  # so that --help lists them for the binary run
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-  return config, workdir
 
 
 def run(config, workdir: str) -> None:

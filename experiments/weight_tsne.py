@@ -11,8 +11,7 @@ differing parameter.
 import os
 
 import jax
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from transjax import cli, plotting
 from transjax import params as params_lib
@@ -25,26 +24,21 @@ _FLAGS = {}
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "configs/weight_tsne.py:<smoke|quick|full>; override fields with "
-      "--config.checkpoints=a,b,c --config.perplexity=5 ...", lock_config=True)
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and tsne.png.")
+  _CONFIG, _WORKDIR = cli.define_run_flags(
+      "configs/weight_tsne.py:<smoke|quick|full>; override fields with "
+      "--config.checkpoints=a,b,c --config.perplexity=5 ...",
+      "Folder for results.json and tsne.png.")
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
-
-
-
-def _names(csv: str) -> list[str]:
-  return [x for x in (s.strip() for s in csv.split(",")) if x]
 
 
 def run(config, workdir: str) -> dict:
   workdir = results_lib.ensure_workdir(workdir)
-  run_dirs = _names(config.checkpoints)
-  inits = _names(config.inits)
+  run_dirs = cli.split_csv(config.checkpoints)
+  inits = cli.split_csv(config.inits)
   if inits and len(inits) != len(run_dirs):
     raise ValueError(f"config.inits names {len(inits)} inits for {len(run_dirs)} runs.")
   loaded = [runs_lib.load_run(d, config.which) for d in run_dirs]
-  exclude = _names(config.exclude_layers)
+  exclude = cli.split_csv(config.exclude_layers)
   weights = []
   for r in loaded:
     p = r.params
@@ -78,5 +72,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

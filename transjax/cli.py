@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging as py_logging
+import sys
 
-from absl import logging
+from absl import flags, logging
+from ml_collections import config_flags
 
 
 class _DropChatter(py_logging.Filter):
@@ -46,13 +48,31 @@ def preset(arg: str | None, presets: dict, file: str):
   return presets[name]()
 
 
+def define_run_flags(config_help: str, workdir_help: str):
+  """Defines --config (a locked config file) and --workdir, both required.
+
+  They are registered as key flags of the program being run, so its --help lists them.
+  Returns the two flag holders.
+  """
+  config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, workdir_help)
+  flags.mark_flags_as_required(["config", "workdir"])
+  for name in ("config", "workdir"):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+  return config, workdir
+
+
+def split_csv(text: str) -> list[str]:
+  """"a, b,,c" -> ["a", "b", "c"] (comma-separated config fields such as checkpoints)."""
+  return [item for item in (part.strip() for part in text.split(",")) if item]
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a one-line error for a `--config.<field>` that does not exist.
 
   (ml_collections raises a bare AttributeError with a traceback for an unknown field of a
   locked config.) Pass as `app.run(main, flags_parser=cli.parse_flags)`.
   """
-  from absl import flags  # pylint: disable=import-outside-toplevel
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
