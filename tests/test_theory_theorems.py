@@ -1,8 +1,6 @@
 """Tests of theory.theorems / tasks / sweep validation: convergence in m and bad inputs."""
 
 import math
-import os
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,8 +9,6 @@ from configs import theory as theory_config
 from theory import sweep, tasks, theorems
 from theory.errors import (ConfigError, LabelRangeError, MemoryBudgetError, MissingDataError,
                            OffSphereError, SingularGramError)
-
-_REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _small_task():
@@ -116,17 +112,8 @@ def test_digits_task_is_on_the_sphere_with_binary_labels():
   assert "PCA" in task.description
 
 
-def _data_dir():
-  for candidate in (os.environ.get(tasks.DATA_DIR_ENV), _REPO.parent / "shared" / "data"):
-    if candidate and (pathlib.Path(candidate) / "mnist" / "train-images-idx3-ubyte.gz").exists():
-      return str(candidate)
-  return None
-
-
-@pytest.mark.skipif(_data_dir() is None, reason="MNIST not found via TRANSJAX_DATA_DIR or "
-                    "../shared/data relative to the repo root")
-def test_real_mnist_task_runs_the_checks():
-  task = tasks.real_task("mnist_usps", 0, 10, 20, 20, data_dir=_data_dir())
+def test_real_mnist_task_runs_the_checks(real_data_dir):
+  task = tasks.real_task("mnist_usps", 0, 10, 20, 20, data_dir=real_data_dir)
   assert "USPS" in task.description and "PCA" in task.description
   kern = theorems.kernels(task)
   record = theorems.measure(task, kern, 2**10, 0, theorems.TrainSettings())
