@@ -187,8 +187,12 @@ def _initial_weights(config, num_classes) -> tuple[nnx.GraphDef, Any, Any, str]:
   raise FileNotFoundError(f"config.init_from = {source!r} is neither a run folder nor a file.")
 
 
-def trainable_mask(config, params) -> Any:
-  return params_lib.mask_for(params, [HEAD] if config.mode == "fixed" else None)
+def trainable_mask(config, tree) -> Any:
+  """True where `tree` (parameters or BatchNorm state) trains: all of it, or in `fixed`
+  mode only the head."""
+  flat = [config.mode != "fixed" or path == HEAD or path.startswith(HEAD + "/")
+          for path, _ in params_lib.named_leaves(tree)]
+  return jax.tree.unflatten(jax.tree.structure(tree), flat)
 
 
 # ------------------------------------------------------------------------ optimiser
@@ -336,10 +340,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       "num_params": params_lib.count(params0), **results_lib.run_metadata()})
   loss_fn = functional.make_loss_fn(graphdef)
   mask = trainable_mask(config, params0)
-  state_mask = jax.tree.map(lambda _: config.mode != "fixed", state0)
-  if config.mode == "fixed":
-    state_mask = params_lib.mask_for(state0, [HEAD]) if any(
-        p.startswith(HEAD + "/") for p, _ in params_lib.named_leaves(state0)) else state_mask
+  state_mask = trainable_mask(config, state0)
   tx = make_optimizer(config, num_steps, mask)
   step_fn = jax.jit(make_train_step(loss_fn, tx, state_mask), donate_argnums=(0,))
   eval_step = jax.jit(make_eval_step(loss_fn))
