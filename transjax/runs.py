@@ -17,7 +17,7 @@ from flax import nnx
 from transjax import checkpoint as ckpt
 from transjax import functional
 from transjax import train as train_lib
-from transjax.data import Dataset, transforms
+from transjax.data import Dataset, batching, transforms
 
 
 @dataclasses.dataclass
@@ -46,10 +46,7 @@ class LoadedRun:
 
 
 def _normalized(ds: Dataset, mean, std) -> Dataset:
-  images = transforms.to_unit_float(ds.images)
-  if mean is not None:
-    images = (images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-  return ds.replace(images=images.astype(np.float32))
+  return ds.replace(images=batching.prepare_images(ds.images, mean, std))
 
 
 def load_run(run_dir: str, which: str | int = "final") -> LoadedRun:

@@ -38,7 +38,8 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng((seed, epoch)).permutation(n)
 
 
-def _prepare(images: np.ndarray, mean, std) -> np.ndarray:
+def prepare_images(images: np.ndarray, mean, std) -> np.ndarray:
+    """What a model receives: float32 in [0, 1], then (x - mean) / std when given."""
     x = to_unit_float(images)
     if mean is not None or std is not None:
         c = x.shape[-1]
@@ -86,7 +87,7 @@ def batch_at(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
     fn = _augment_fn(augment)
     if fn is not None:
         batch_images = fn(batch_images, np.random.default_rng((seed, int(step), 1)))
-    return {"image": _prepare(batch_images, mean, std),
+    return {"image": prepare_images(batch_images, mean, std),
             "label": np.asarray(labels[index], np.int32)}
 
 
@@ -112,7 +113,7 @@ def iterate(ds: Dataset, batch_size: int, seed: int, start_step: int = 0,
         batch_images = ds.images[index]
         if fn is not None:
             batch_images = fn(batch_images, np.random.default_rng((seed, step, 1)))
-        yield step, {"image": _prepare(batch_images, mean, std),
+        yield step, {"image": prepare_images(batch_images, mean, std),
                      "label": ds.labels[index].astype(np.int32)}
         step += 1
 
@@ -125,5 +126,5 @@ def eval_batches(ds: Dataset, batch_size: int, *, mean=None,
     care can pad it themselves. No mask is returned.
     """
     for start in range(0, len(ds), batch_size):
-        yield {"image": _prepare(ds.images[start:start + batch_size], mean, std),
+        yield {"image": prepare_images(ds.images[start:start + batch_size], mean, std),
                "label": ds.labels[start:start + batch_size].astype(np.int32)}
