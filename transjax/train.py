@@ -37,6 +37,7 @@ from transjax import functional
 from transjax import params as params_lib
 from transjax import plotting
 from transjax import results as results_lib
+from transjax import sharding
 from transjax.analysis import deviation as deviation_lib
 from transjax.data import Dataset, batching, spec as data_spec, transforms
 from transjax.models import build_model
@@ -294,13 +295,10 @@ def evaluate(eval_step: Callable, params, state, ds: Dataset, *, batch_size: int
 
 
 def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
-  devices = jax.devices()
-  if num_devices:
-    if num_devices > len(devices):
-      raise config_lib.ConfigError(
-          f"config.num_devices = {num_devices} but only {len(devices)} devices exist.")
-    devices = devices[:num_devices]
-  return jax.sharding.Mesh(np.asarray(devices), ("data",))
+  try:
+    return sharding.data_mesh(num_devices)
+  except ValueError as e:
+    raise config_lib.ConfigError(f"config.num_devices = {num_devices}: {e}") from None
 
 
 def _round_up(x: int, k: int) -> int:

@@ -30,6 +30,7 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
+from transjax import sharding
 
 # --------------------------------------------------------------------------------------
 # Parameter subsets (shared by all analyses).
@@ -171,8 +172,7 @@ class HessianOperator:
     self.hvp_count += int(vs.shape[0])
     n_dev = jax.device_count()
     if n_dev > 1 and vs.shape[0] % n_dev == 0:
-      mesh = jax.make_mesh((n_dev,), ("data",))
-      vs = jax.device_put(vs, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+      vs = sharding.split_leading(vs, sharding.data_mesh())
     return self._accumulate(self._matmat, vs)
 
   def dense(self) -> np.ndarray:
