@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from transjax.models.conv import conv_general_dilated
 from transjax.models.heads import apply_head, make_head
 from transjax.models.taps import tap
 
@@ -26,9 +27,11 @@ class LeNet(nnx.Module):
     if input_size < 12:
       raise ValueError(f"LeNet needs inputs of at least 12x12 pixels, got {input_size}.")
     conv1_pad = 2 if input_size == 28 else 0
-    self.conv1 = nnx.Conv(in_channels, 6, (5, 5), padding=conv1_pad, rngs=rngs)
+    self.conv1 = nnx.Conv(in_channels, 6, (5, 5), padding=conv1_pad,
+                          conv_general_dilated=conv_general_dilated, rngs=rngs)
     size = (input_size + 2 * conv1_pad - 4) // 2
-    self.conv2 = nnx.Conv(6, 16, (5, 5), padding=0, rngs=rngs)
+    self.conv2 = nnx.Conv(6, 16, (5, 5), padding=0, conv_general_dilated=conv_general_dilated,
+                          rngs=rngs)
     size = (size - 4) // 2
     if size < 1:
       raise ValueError(f"LeNet input {input_size}x{input_size} is too small for two 5x5 convs.")
