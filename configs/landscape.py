@@ -27,7 +27,7 @@ def _base():
   c.orthogonal = False
   c.chunk_size = 0             # 0: from the memory budget
   c.memory_budget_mb = 0       # 0: half the device memory (2 GiB on CPU)
-  c.vectorize = "auto"         # auto | vmap | map
+  c.vectorize = "vmap"         # vmap (fast) | map (one point's memory at a time)
   return c
 
 

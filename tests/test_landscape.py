@@ -91,9 +91,11 @@ def test_bad_inputs(problem):
     landscape.random_direction(jax.random.key(0), p, jax.tree.map(lambda _: False, p))
   with pytest.raises(landscape.GridTooLargeError, match=r"even chunk=1 does not fit"):
     landscape.landscape_2d(loss_fn, p, s, batch, resolution=4, memory_budget_bytes=1000)
-  plan = landscape.plan_chunks(40000, 2**20, 2**30)
+  plan = landscape.plan_chunks(40000, 2**20, 2**30, max_chunk=4096)
   assert plan.chunk_size == 1000 and plan.num_chunks == 40
   assert "chunks of 1000" in plan.describe()
+  if jax.default_backend() == "cpu":
+    assert landscape.plan_chunks(40000, 2**20, 2**30).chunk_size == landscape.CPU_MAX_CHUNK
 
 
 def test_nan_losses_are_reported_and_the_rest_kept(problem):

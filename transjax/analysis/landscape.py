@@ -27,12 +27,17 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
+from transjax import sharding
 from transjax.analysis.hessian import resolve_mask
 
 PAPER_RESOLUTION = 200
 PAPER_ETA = 1e-3
 PAPER_NUM_SAMPLES = 256
 DEFAULT_BUDGET_BYTES = 2 << 30
+# On CPU one grid point's batch already keeps every core busy, so a bigger chunk only adds
+# memory traffic: a 51x51 LeNet grid ran 1.6-1.8x faster than one point at a time with
+# chunks of 16-128 points and 1.3x with 320 (2-core machine, benchmark_analysis).
+CPU_MAX_CHUNK = 64
 
 
 class GridTooLargeError(ValueError):
@@ -181,14 +186,17 @@ def estimate_bytes_per_point(loss_fn, params, state, batch, directions) -> tuple
 
 
 def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
-                method: str = "given", max_chunk: int = 4096,
+                method: str = "given", max_chunk: int | None = None,
                 chunk_size: int | None = None) -> ChunkPlan:
-  """Chunk size = budget // bytes per point (a multiple of the device count).
+  """Chunk size = min(budget // bytes per point, max_chunk), balanced over the chunks and a
+  multiple of the device count; max_chunk defaults to CPU_MAX_CHUNK on CPU, 4096 elsewhere.
 
   Raises:
     GridTooLargeError: one point alone exceeds the budget.
   """
   n_dev = jax.device_count()
+  if max_chunk is None:
+    max_chunk = CPU_MAX_CHUNK if jax.default_backend() == "cpu" else 4096
   if chunk_size is None:
     if bytes_per_point * 1 > budget_bytes:
       raise GridTooLargeError(
@@ -219,21 +227,21 @@ def _default_budget() -> int:
 def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
                     directions: Sequence[Any], coeffs: np.ndarray, *,
                     chunk_size: int | None = None, memory_budget_bytes: int | None = None,
-                    vectorize: str = "auto",
+                    vectorize: str = "vmap",
                     log_every_seconds: float = 10.0) -> tuple[np.ndarray, ChunkPlan, float]:
   """L(params + sum_i coeffs[:, i] directions[i]) for every row of coeffs (train=False).
 
-  Returns (losses, plan, seconds). Each chunk is one jitted call: `vectorize="vmap"`
-  vmaps the points (GPU/TPU: one wide kernel per layer), "map" runs them as a `lax.map`
-  loop inside the call (CPU: vmapping over per-point weights turns convolutions into
-  grouped convolutions, which XLA:CPU runs ~3x slower per point than a loop); "auto" picks
-  vmap on accelerators and map on CPU. The last chunk is padded so one compilation serves
-  all; with several devices each chunk's point axis is sharded over a 1-D 'data' mesh.
+  Returns (losses, plan, seconds). Each chunk is one jitted call: `vectorize="vmap"` vmaps
+  the points; "map" runs them as a `lax.map` loop inside the call, which
+  needs one point's memory instead of a chunk's. On CPU, vmap is fast only for models whose
+  convolutions use `transjax.models.conv` (all transjax models do): there a grid point's
+  convolution runs as a loop of ordinary convolutions instead of one grouped convolution,
+  which XLA:CPU runs several times slower. The last chunk is padded so one compilation
+  serves all; with several devices each chunk's point axis is sharded over a 1-D 'data'
+  mesh.
   """
-  if vectorize == "auto":
-    vectorize = "map" if jax.default_backend() == "cpu" else "vmap"
   if vectorize not in ("vmap", "map"):
-    raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}.")
+    raise ValueError(f"vectorize must be 'vmap' or 'map', got {vectorize!r}.")
   coeffs = np.asarray(coeffs)
   num_points, num_dirs = coeffs.shape
   if num_dirs != len(directions):
@@ -252,10 +260,7 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
     batched = jax.jit(jax.vmap(f, in_axes=(None, None, None, None, 0)))
   else:
     batched = jax.jit(lambda p, s, b, d, cs: jax.lax.map(lambda c: f(p, s, b, d, c), cs))
-  sharding = None
-  if plan.num_devices > 1:
-    mesh = jax.make_mesh((plan.num_devices,), ("data",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  mesh = sharding.data_mesh() if plan.num_devices > 1 else None
   out = np.empty(num_points, np.float64)
   start = last_log = time.perf_counter()
   for i in range(plan.num_chunks):
@@ -263,8 +268,8 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
     chunk = np.zeros((plan.chunk_size, num_dirs), coeffs.dtype)
     chunk[:hi - lo] = coeffs[lo:hi]
     c = jnp.asarray(chunk, dtype)
-    if sharding is not None:
-      c = jax.device_put(c, sharding)
+    if mesh is not None:
+      c = sharding.split_leading(c, mesh)
     out[lo:hi] = np.asarray(batched(params, state, batch, directions, c))[:hi - lo]
     now = time.perf_counter()
     if now - last_log > log_every_seconds or i == plan.num_chunks - 1:
@@ -286,7 +291,7 @@ def loss_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[st
                    directions: Sequence[Any], axes: Sequence[np.ndarray], *,
                    chunk_size: int | None = None,
                    memory_budget_bytes: int | None = None,
-                   vectorize: str = "auto") -> LandscapeResult:
+                   vectorize: str = "vmap") -> LandscapeResult:
   """The loss on the grid axes[0] x axes[1] (x ...) of coefficients along `directions`.
 
   1-D: one direction, one axis; 2-D: two. The paper's grid is
@@ -315,7 +320,7 @@ def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
                  eta: float = PAPER_ETA, include_bias_bn: bool = False,
                  orthogonal: bool = False, chunk_size: int | None = None,
                  memory_budget_bytes: int | None = None,
-                 vectorize: str = "auto") -> LandscapeResult:
+                 vectorize: str = "vmap") -> LandscapeResult:
   """The paper's 2-D landscape: two filter-normalised directions (restricted to `mask`,
   e.g. one layer), grid eta * (-res/2 .. res/2 - 1) on both axes."""
   if isinstance(key, int):
@@ -333,7 +338,7 @@ def landscape_1d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
                  eta: float = PAPER_ETA, include_bias_bn: bool = False,
                  chunk_size: int | None = None,
                  memory_budget_bytes: int | None = None,
-                 vectorize: str = "auto") -> LandscapeResult:
+                 vectorize: str = "vmap") -> LandscapeResult:
   """1-D slice along one filter-normalised direction (restricted to `mask`)."""
   if isinstance(key, int):
     key = jax.random.key(key)
