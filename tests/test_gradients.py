@@ -53,13 +53,39 @@ def lenet():
 def test_callback(lenet):
   loss_fn, p, s, batch = lenet
   cb = gradients.GradientVariationCallback(3, batch, "fixed", num_steps=4, step_length=0.1)
-  assert cb.should_run(0) and cb.should_run(6) and not cb.should_run(4)
+  assert cb.should_run(1) and cb.should_run(6) and not cb.should_run(4)
   with pytest.raises(RuntimeError, match="no loss_fn"):
     cb(0, p, s)
   out = cb.bind(loss_fn)(0, p, s)
   assert set(out) == {f"gradvar_fixed/{k}" for k in (
-      "max_change", "max_abs_change", "grad_norm", "grad_predictiveness", "beta_smoothness")}
+      "max_change", "max_abs_change", "grad_norm", "grad_predictiveness", "beta_smoothness")
+                      } | {"gradvar_loss"}
   assert all(np.isfinite(v) for v in out.values())
+  with pytest.raises(ValueError, match="protocols must be among"):
+    gradients.GradientVariationCallback(3, batch, ("fixed", "steepest"))
+
+
+def test_both_protocols_from_one_gradient_equal_each_alone(lenet):
+  loss_fn, p, s, batch = lenet
+  kw = dict(lr=0.05, step_length=0.2, num_steps=5)
+  both = gradients.gradient_variations(loss_fn, p, s, batch, **kw)
+  for protocol in gradients.PROTOCOLS:
+    alone = gradients.gradient_variation(loss_fn, p, s, batch, protocol=protocol, **kw)
+    assert alone.keys() == both[protocol].keys()
+    np.testing.assert_allclose(both[protocol]["losses"], alone["losses"], rtol=1e-6)
+    for k in ("max_change", "grad_norm", "step", "beta_smoothness"):
+      np.testing.assert_allclose(both[protocol][k], alone[k], rtol=1e-5, err_msg=k)
+
+
+def test_diverging_losses_are_nan_and_left_out(lenet):
+  loss_fn, p, s, batch = lenet
+  blow_up = lambda params, state, b, train: (
+      jnp.where(loss_fn(params, state, b, train)[0] > loss_fn(p, s, b, False)[0] + 1e-3,
+                jnp.inf, loss_fn(params, state, b, train)[0]), {})
+  out = gradients.gradient_variation(blow_up, p, s, batch, protocol="fixed", step_length=5.0,
+                                     num_steps=6, with_gradients=False)
+  assert out["num_nonfinite"] > 0 and np.isfinite(out["max_change"])
+  assert sum(np.isnan(out["losses"])) == out["num_nonfinite"]
 
 
 def test_svd_projection_and_matrix_layout():

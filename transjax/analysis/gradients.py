@@ -44,29 +44,69 @@ def loss_gradient(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str
 
 
 @functools.lru_cache(maxsize=32)
-def _variation_fn(loss_fn, num_steps: int, protocol: str, with_gradients: bool):
+def _variation_fn(loss_fn, num_steps: int, protocols: tuple[str, ...], with_gradients: bool):
   """One compiled path evaluation per (loss_fn, settings): a training callback that
-  measures every few steps must not recompile each time."""
+  measures every few steps must not recompile each time. All protocols share one gradient."""
 
-  def run(sub, params, state, batch, scale):
+  def run(sub, params, state, batch, scales):
     f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
     loss0, g = jax.value_and_grad(f)(sub)
     gnorm = _tree_norm(g)
-    s = scale if protocol == "gradient" else scale / jnp.maximum(gnorm, 1e-30)
+    steps = jnp.stack([scale if p == "gradient" else scale / jnp.maximum(gnorm, 1e-30)
+                       for p, scale in zip(protocols, scales)])
 
-    def at(k):
-      moved = jax.tree.map(lambda w, gi: w - (k * s).astype(w.dtype) * gi, sub, g)
+    def at(c):
+      moved = jax.tree.map(lambda w, gi: w - c.astype(w.dtype) * gi, sub, g)
       if not with_gradients:
         return f(moved), jnp.zeros((), loss0.dtype)
       loss_k, g_k = jax.value_and_grad(f)(moved)
-      diff = _tree_norm(jax.tree.map(jnp.subtract, g_k, g))
-      return loss_k, diff
+      return loss_k, _tree_norm(jax.tree.map(jnp.subtract, g_k, g))
 
     ks = jnp.arange(1, num_steps + 1, dtype=loss0.dtype)
-    losses, diffs = jax.lax.map(at, ks)
-    return loss0, losses, diffs, gnorm, s
+    coeffs = (steps[:, None] * ks[None, :]).reshape(-1)
+    losses, diffs = jax.lax.map(at, coeffs)
+    shape = (len(protocols), num_steps)
+    return loss0, losses.reshape(shape), diffs.reshape(shape), gnorm, steps
 
   return jax.jit(run)
+
+
+def _check_protocols(protocols) -> tuple[str, ...]:
+  protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+  bad = [p for p in protocols if p not in PROTOCOLS]
+  if bad or not protocols:
+    raise ValueError(f"protocols must be among {PROTOCOLS}, got {protocols!r}.")
+  return protocols
+
+
+def gradient_variations(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
+                        *, protocols: str | tuple[str, ...] = PROTOCOLS, lr: float = 0.01,
+                        step_length: float = 0.01, num_steps: int = 100, mask: Any = None,
+                        with_gradients: bool = True) -> dict[str, dict[str, Any]]:
+  """`gradient_variation` for several protocols from one gradient: {protocol: result}."""
+  protocols = _check_protocols(protocols)
+  sub = partition(params, mask)
+  dtype = jax.tree.leaves(sub)[0].dtype
+  scales = jnp.asarray([lr if p == "gradient" else step_length for p in protocols], dtype)
+  fn = _variation_fn(loss_fn, num_steps, protocols, with_gradients)
+  loss0, losses, diffs, gnorm, steps = jax.device_get(fn(sub, params, state, batch, scales))
+  out = {}
+  for i, protocol in enumerate(protocols):
+    path = np.concatenate([[float(loss0)], np.asarray(losses[i], np.float64)])
+    finite = np.isfinite(path)
+    path = np.where(finite, path, np.nan)
+    res = {"protocol": protocol, "losses": path.tolist(), "num_nonfinite": int((~finite).sum()),
+           "max_change": float(np.nanmax(path) - np.nanmin(path)) if finite.any() else np.nan,
+           "max_abs_change": float(np.nanmax(np.abs(path - path[0]))) if finite[1:].any()
+                             and finite[0] else np.nan,
+           "grad_norm": float(gnorm), "step": float(steps[i])}
+    if with_gradients:
+      d = np.asarray(diffs[i], np.float64)
+      moved = np.arange(1, num_steps + 1) * float(steps[i]) * float(gnorm)
+      res["grad_predictiveness"] = float(d[0])
+      res["beta_smoothness"] = float(np.nanmax(d / np.maximum(moved, 1e-30)))
+    out[protocol] = res
+  return out
 
 
 def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
@@ -82,69 +122,61 @@ def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mappin
       gradient per step instead of one loss).
 
   Returns:
-    dict with "losses" (num_steps + 1 floats, L_0 first), "max_change", "max_abs_change",
+    dict with "losses" (num_steps + 1 floats, L_0 first; NaN where not finite),
+    "num_nonfinite", "max_change", "max_abs_change" (both over the finite losses),
     "grad_norm", "step" (s), and with gradients "grad_predictiveness", "beta_smoothness".
   """
-  if protocol not in PROTOCOLS:
+  if not isinstance(protocol, str):
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
-  sub = partition(params, mask)
-  scale = lr if protocol == "gradient" else step_length
-  fn = _variation_fn(loss_fn, num_steps, protocol, with_gradients)
-  loss0, losses, diffs, gnorm, s = fn(sub, params, state, batch,
-                                      jnp.asarray(scale, jax.tree.leaves(sub)[0].dtype))
-  path = np.concatenate([[float(loss0)], np.asarray(losses, np.float64)])
-  out = {"protocol": protocol, "losses": path.tolist(),
-         "max_change": float(np.nanmax(path) - np.nanmin(path)),
-         "max_abs_change": float(np.nanmax(np.abs(path - path[0]))),
-         "grad_norm": float(gnorm), "step": float(s)}
-  if with_gradients:
-    diffs = np.asarray(diffs, np.float64)
-    moved = np.arange(1, num_steps + 1) * float(s) * float(gnorm)
-    out["grad_predictiveness"] = float(diffs[0])
-    out["beta_smoothness"] = float(np.nanmax(diffs / np.maximum(moved, 1e-30)))
-  return out
+  return gradient_variations(loss_fn, params, state, batch, protocols=protocol, lr=lr,
+                             step_length=step_length, num_steps=num_steps, mask=mask,
+                             with_gradients=with_gradients)[protocol]
 
 
 class GradientVariationCallback:
-  """Training callback: `gradient_variation` every `every_n_steps` steps.
+  """Training callback: `gradient_variations` at step 1 and every `every_n_steps` steps.
 
   The trainer calls `metrics.update(cb(step, params, state))` where `cb.should_run(step)`.
   The loss function is given here or bound later with `bind(loss_fn)` (the trainer builds
-  the model). Output keys: f"{prefix}max_change", f"{prefix}max_abs_change",
-  f"{prefix}grad_norm", f"{prefix}grad_predictiveness", f"{prefix}beta_smoothness".
+  the model). Output keys, per protocol: f"{prefix}{protocol}/max_change", ".../max_abs_change",
+  ".../grad_norm", and with gradients ".../grad_predictiveness", ".../beta_smoothness";
+  and f"{prefix}loss", the loss at the current parameters.
   """
 
-  def __init__(self, every_n_steps: int, batch: Mapping[str, Any], protocol: str = "gradient",
-               *, loss_fn: Callable | None = None, lr: float = 0.01, step_length: float = 0.01,
+  KEYS = ("max_change", "max_abs_change", "grad_norm", "grad_predictiveness", "beta_smoothness")
+
+  def __init__(self, every_n_steps: int, batch: Mapping[str, Any],
+               protocols: str | tuple[str, ...] = "gradient", *,
+               loss_fn: Callable | None = None, lr: float = 0.01, step_length: float = 0.01,
                num_steps: int = 100, mask: Any = None, with_gradients: bool = True,
-               prefix: str | None = None):
+               prefix: str = "gradvar_"):
     if every_n_steps < 1:
       raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}.")
-    if protocol not in PROTOCOLS:
-      raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
-    self.every_n_steps, self.batch, self.protocol = every_n_steps, batch, protocol
+    self.protocols = _check_protocols(protocols)
+    self.every_n_steps, self.batch = every_n_steps, batch
     self.loss_fn, self.lr, self.step_length = loss_fn, lr, step_length
     self.num_steps, self.mask, self.with_gradients = num_steps, mask, with_gradients
-    self.prefix = f"gradvar_{protocol}/" if prefix is None else prefix
+    self.prefix = prefix
 
   def bind(self, loss_fn: Callable) -> "GradientVariationCallback":
     self.loss_fn = loss_fn
     return self
 
   def should_run(self, step: int) -> bool:
-    return int(step) % self.every_n_steps == 0
+    return int(step) == 1 or int(step) % self.every_n_steps == 0
 
   def __call__(self, step: int, params: Any, state: Any) -> dict[str, float]:
     del step
     if self.loss_fn is None:
       raise RuntimeError("GradientVariationCallback has no loss_fn: pass loss_fn= or bind().")
-    out = gradient_variation(self.loss_fn, params, state, self.batch, protocol=self.protocol,
-                             lr=self.lr, step_length=self.step_length,
-                             num_steps=self.num_steps, mask=self.mask,
-                             with_gradients=self.with_gradients)
-    keys = ("max_change", "max_abs_change", "grad_norm", "grad_predictiveness",
-            "beta_smoothness")
-    return {self.prefix + k: out[k] for k in keys if k in out}
+    out = gradient_variations(self.loss_fn, params, state, self.batch,
+                              protocols=self.protocols, lr=self.lr,
+                              step_length=self.step_length, num_steps=self.num_steps,
+                              mask=self.mask, with_gradients=self.with_gradients)
+    metrics = {f"{self.prefix}{p}/{k}": res[k] for p, res in out.items()
+               for k in self.KEYS if k in res}
+    metrics[f"{self.prefix}loss"] = next(iter(out.values()))["losses"][0]
+    return metrics
 
 
 # --------------------------------------------------------------------------------------

@@ -20,8 +20,6 @@ import dataclasses
 import os
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -30,6 +28,7 @@ from transjax import functional
 from transjax import plotting
 from transjax import results as results_lib
 from transjax import train as train_lib
+from transjax.analysis import gradients
 from transjax.config import data_spec, training_defaults
 from transjax.data import transforms
 from transjax.paper import common, sources
@@ -37,6 +36,7 @@ from transjax.paper import common, sources
 FIGURES = ("gradient_variation.png", "gradient_variation_fixed.png")
 ELEMENTS = ("Fig 6", "Fig 11")
 INITS = ("pretrained", "random")
+PREFIX = "gradvar_"   # metric keys the callback writes: gradvar_<protocol>/max_change, ...
 
 # ----------------------------------------------------------------------- the shared pair
 
@@ -141,7 +141,7 @@ def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: s
     return run_dir
   os.makedirs(run_dir, exist_ok=True)
   results_lib.write_json(sidecar, dataclasses.asdict(settings))
-  train_lib.train(config, run_dir, callbacks=[GradientVariationCallback(config, settings)])
+  train_lib.train(config, run_dir, callbacks=[variation_callback(config, settings)])
   return run_dir
 
 
@@ -180,54 +180,27 @@ def fixed_batch(config: ml_collections.ConfigDict, n: int, seed: int = 0) -> dic
 # ----------------------------------------------------------------------- the callback
 
 
-def make_variation_fn(loss_fn: functional.LossFn, num_points: int, lr: float, fixed_step: float):
-  """(params, state, batch) -> losses along -g for both protocols, shape (2, K + 1)."""
-
-  def along(params, state, batch):
-    loss = lambda p: loss_fn(p, state, batch, False)[0]
-    g = jax.grad(loss)(params)
-    gnorm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(g)))
-    ks = jnp.arange(num_points + 1, dtype=jnp.float32)
-    coeffs = jnp.stack([ks * lr, ks * fixed_step / jnp.maximum(gnorm, 1e-12)])
-
-    def at(c):
-      return loss(jax.tree.map(lambda w, d: w - (c * d).astype(w.dtype), params, g))
-
-    losses = jax.lax.map(at, coeffs.reshape(-1)).reshape(2, -1)
-    return losses, gnorm
-
-  return jax.jit(along)
-
-
-class GradientVariationCallback:
-  """train.train callback: records max - min of the loss along the gradient, both protocols.
-
-  (A local version of the analysis package's instrument, kept here so the shared runs do not
-  depend on its API; see the module docstring.)
-  """
-
-  def __init__(self, config: ml_collections.ConfigDict, settings: VariationSettings):
-    self.settings = settings
-    self.batch = fixed_batch(config, settings.num_samples)
-    num_classes = train_lib.load_data(config).num_classes
-    graphdef, _, _ = functional.split(train_lib.build_from_config(config, num_classes))
-    self.fn = make_variation_fn(functional.make_loss_fn(graphdef), settings.num_points,
-                                float(config.optim.lr), settings.fixed_step)
-
-  def should_run(self, step: int) -> bool:
-    return step == 1 or step % self.settings.every == 0
-
-  def __call__(self, step: int, params: Any, state: Any) -> dict[str, float]:
-    losses, gnorm = jax.device_get(self.fn(params, state, self.batch))
-    losses = np.where(np.isfinite(losses), losses, np.nan)
-    var = np.nanmax(losses, axis=1) - np.nanmin(losses, axis=1)
-    return {"gv_gradient": float(var[0]), "gv_fixed": float(var[1]), "gv_grad_norm": float(gnorm),
-            "gv_loss": float(losses[0, 0])}
+def variation_callback(config: ml_collections.ConfigDict,
+                       settings: VariationSettings) -> gradients.GradientVariationCallback:
+  """The analysis package's callback with this experiment's settings: both protocols from
+  one gradient, losses only (no gradient per point), on the fixed sample set."""
+  num_classes = train_lib.load_data(config).num_classes
+  graphdef, _, _ = functional.split(train_lib.build_from_config(config, num_classes))
+  return gradients.GradientVariationCallback(
+      settings.every, fixed_batch(config, settings.num_samples), gradients.PROTOCOLS,
+      loss_fn=functional.make_loss_fn(graphdef), lr=float(config.optim.lr),
+      step_length=settings.fixed_step, num_steps=settings.num_points, with_gradients=False,
+      prefix=PREFIX)
 
 
 def variation_records(run_dir: str) -> list[dict[str, Any]]:
+  """The callback's records in a run's metrics.jsonl, as {"step", "gradient", "fixed",
+  "grad_norm", "loss"} (the max-variations per protocol)."""
   log = results_lib.MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
-  return [r for r in log.read() if "gv_gradient" in r]
+  return [{"step": r["step"], "gradient": r[f"{PREFIX}gradient/max_change"],
+           "fixed": r[f"{PREFIX}fixed/max_change"], "grad_norm": r[f"{PREFIX}gradient/grad_norm"],
+           "loss": r[f"{PREFIX}loss"]}
+          for r in log.read() if f"{PREFIX}gradient/max_change" in r]
 
 
 # --------------------------------------------------------------------------- experiment
@@ -242,16 +215,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for init, d in dirs.items():
     recs = variation_records(d)
     if not recs:
-      raise RuntimeError(f"{d} has no gradient-variation records.")
+      raise RuntimeError(f"{d} has no gradient-variation records (metrics "
+                         f"'{PREFIX}gradient/max_change'); a run trained by an older transjax "
+                         "wrote other keys: delete the folder to retrain it.")
     numbers[init] = {
-        "mean_gradient": float(np.nanmean([r["gv_gradient"] for r in recs])),
-        "mean_fixed": float(np.nanmean([r["gv_fixed"] for r in recs])),
-        "max_gradient": float(np.nanmax([r["gv_gradient"] for r in recs])),
-        "max_fixed": float(np.nanmax([r["gv_fixed"] for r in recs])),
-        "mean_grad_norm": float(np.mean([r["gv_grad_norm"] for r in recs])),
+        "mean_gradient": float(np.nanmean([r["gradient"] for r in recs])),
+        "mean_fixed": float(np.nanmean([r["fixed"] for r in recs])),
+        "max_gradient": float(np.nanmax([r["gradient"] for r in recs])),
+        "max_fixed": float(np.nanmax([r["fixed"] for r in recs])),
+        "mean_grad_norm": float(np.mean([r["grad_norm"] for r in recs])),
         "num_records": len(recs), "run_dir": d}
     for proto in curves:
-      curves[proto][init] = [(r["step"], r[f"gv_{proto}"]) for r in recs]
+      curves[proto][init] = [(r["step"], r[proto]) for r in recs]
     run_json = results_lib.read_json(os.path.join(d, "run.json"))
     data.append(f"{init}: {run_json['data']['train']} (init {run_json['init']})")
   for proto, path, title in (
