@@ -11,12 +11,14 @@ Presets:
          CIFAR-10 split A with real labels / colour-of-upper-part labels, fine-tuned on 50
          per class of split B (stand-in for Webcam) and from scratch. 3 seeds.
   full:  8a on 600 SVHN images (TFDS svhn_cropped, grey) with the paper's LeNet protocol
-         (100 epochs); 8b with the ResNet-50 Caltech-101 sources fine-tuned on a Webcam
-         target (Office-31 is not in the TFDS catalogue: build it as a TFDS dataset
-         `office31_webcam` or change config.labels.target_*). 8c/d: ResNet-50 fine-tuned
-         from ImageNet (torchvision) and Places365 weights (config.scenes.weights) on
-         CUB-200 (TFDS caltech_birds2011) and MIT-Indoor (not in the TFDS catalogue: build
-         it as `mit_indoor67`), paper protocol. Smoke and quick have no weights: 8c/d "not run".
+         (100 epochs); 8b with the ResNet-50 Caltech-101 sources fine-tuned on Office-31
+         Webcam, read as the image folder <data_dir>/office31/webcam/images/<class>/ (as
+         Office-31 is distributed; a seeded 80/20 train/test split). 8c/d: ResNet-50
+         fine-tuned from ImageNet (torchvision) and Places365 weights (config.scenes.weights)
+         on CUB-200 (TFDS caltech_birds2011) and MIT-Indoor, read as the image folder
+         <data_dir>/mit_indoor67/Images/<class>/ (as distributed; a seeded 80/20 split
+         instead of the official TrainImages/TestImages lists), paper protocol. Smoke and
+         quick have no weights: 8c/d "not run".
 """
 
 import ml_collections
@@ -111,13 +113,15 @@ def full():
   r.optim.schedule = "step"
   r.optim.decay_at = (2 / 3,)
   r.log_every, r.eval_every, r.checkpoint_every = 50, 500, 500
-  c.labels.target_train = data_spec("tfds:office31_webcam", "train")
-  c.labels.target_test = data_spec("tfds:office31_webcam", "test")
+  webcam = "folder:office31/webcam/images"
+  c.labels.target_train = data_spec(webcam, "all", ("split_train:0.8",))
+  c.labels.target_test = data_spec(webcam, "all", ("split_test:0.8",))
   c.scenes.weights = {"imagenet": "weights/resnet50-0676ba61.pth",
                       "places": "weights/resnet50_places365.pth"}
   c.scenes.targets = {
       "cub200": (data_spec("caltech_birds2011", "train"), data_spec("caltech_birds2011", "test")),
-      "mit_indoor": (data_spec("tfds:mit_indoor67", "train"), data_spec("tfds:mit_indoor67", "test")),
+      "mit_indoor": (data_spec("folder:mit_indoor67/Images", "all", ("split_train:0.8",)),
+                     data_spec("folder:mit_indoor67/Images", "all", ("split_test:0.8",))),
   }
   c.scenes.run = ml_collections.ConfigDict(r.to_dict())
   return c

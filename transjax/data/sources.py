@@ -10,6 +10,9 @@
 3. built-in: "digits" (scikit-learn's 1,797 8x8 digits) and "synthetic" (see
    `synthetic.py`; options in the name: "synthetic(num_classes=5,size=32,seed=1)").
 
+"folder:<path>" reads an image folder (`folder.py`: <path>/<split>/<class>/<image>, or
+<path>/<class>/<image> as split "all"); a relative path is read under `data_dir`.
+
 When none has the data, `DatasetNotFoundError` lists every place tried and how to
 provide the files.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transjax.data import folder
 from transjax.data import idx
 from transjax.data import synthetic
 from transjax.data.dataset import Dataset, Provenance
@@ -68,19 +72,23 @@ def default_data_dir() -> str | None:
 
 def base_name(name: str) -> str:
     """"synthetic(seed=1)" -> "synthetic"; "tfds:foo" -> "tfds:foo"; else `name`."""
+    if name.startswith("folder:"):
+        return name  # a path may hold "("
     return name.split("(", 1)[0].strip()
 
 
 def check_name(name: str) -> None:
     """Raises `UnknownDatasetError` unless `name` is loadable by `load`."""
     base = base_name(name)
+    if base.startswith("folder:") and len(base) > 7:
+        return
     if base in KNOWN_DATASETS or (base.startswith("tfds:") and len(base) > 5):
         if "(" in name and base != "synthetic":
             raise UnknownDatasetError(f"Only 'synthetic' takes options, got {name!r}.")
         return
     raise UnknownDatasetError(
         f"Unknown dataset {name!r}. Known: {', '.join(sorted(KNOWN_DATASETS))} "
-        "(or 'tfds:<any TFDS name>').")
+        "(or 'tfds:<any TFDS name>', or 'folder:<path>' for an image folder).")
 
 
 _SPLIT_RE = re.compile(r"^(\w+)(?:\[(-?\d*%?):(-?\d*%?)\])?$")
@@ -284,8 +292,8 @@ def load(name: str, split: str = "train", data_dir: str | None = None, *,
     """Loads dataset `name`'s `split` from the first source that has it.
 
     Args:
-      name: a key of `KNOWN_DATASETS`, "synthetic(opt=value,...)", or "tfds:<name>"
-        for any prepared TFDS dataset.
+      name: a key of `KNOWN_DATASETS`, "synthetic(opt=value,...)", "tfds:<name>"
+        for any prepared TFDS dataset, or "folder:<path>" for an image folder.
       split: "train" or "test", optionally sliced like TFDS: "train[:1000]",
         "test[50%:]".
       data_dir: folder with local files; defaults to `$TRANSJAX_DATA_DIR`.
@@ -294,8 +302,8 @@ def load(name: str, split: str = "train", data_dir: str | None = None, *,
       allow_download: fetch missing MNIST-format files from their canonical address
         (checksum-verified) into `<data_dir>/<name>/`.
       verify_checksums: check local IDX files against their canonical sha256.
-      image_size: (height, width) to resize TFDS images to on reading (needed for
-        datasets whose images vary in size).
+      image_size: (height, width) to resize TFDS or folder images to on reading
+        (needed for datasets whose images vary in size).
 
     Returns:
       A `Dataset` of uint8 images (N, H, W, C) with its provenance.
@@ -304,6 +312,7 @@ def load(name: str, split: str = "train", data_dir: str | None = None, *,
       UnknownDatasetError: `name` is not known.
       DatasetNotFoundError: no source has it; the message says where we looked.
       idx.ChecksumError: a local file is not the canonical one.
+      folder.FolderError: a "folder:" path is not an image folder or holds a bad image.
     """
     check_name(name)
     base = base_name(name)
@@ -347,6 +356,16 @@ def load(name: str, split: str = "train", data_dir: str | None = None, *,
     if found is None and base == "digits":
         found = _load_digits(split_name)
 
+    if base.startswith("folder:"):
+        path = Path(base.removeprefix("folder:")).expanduser()
+        if not path.is_absolute() and data_root is not None:
+            path = data_root / path
+        if not path.is_dir():
+            raise DatasetNotFoundError(
+                f"Dataset {name!r}: no folder {path} (a relative path is read under "
+                "data_dir / TRANSJAX_DATA_DIR when set, else the working directory).")
+        found = folder.load_split(path, split_name, image_size)
+
     if found is None:
         raise DatasetNotFoundError(
             f"Dataset {name!r} split {split!r} not found. Tried: " + "; ".join(tried)
@@ -356,5 +375,6 @@ def load(name: str, split: str = "train", data_dir: str | None = None, *,
     if start or stop:
         sl = _slice(len(labels), start, stop)
         images, labels = images[sl], labels[sl]
-    return Dataset(name=tfds_name, images=images, labels=labels,
+    return Dataset(name=base.removeprefix("folder:") if base.startswith("folder:")
+                   else tfds_name, images=images, labels=labels,
                    class_names=tuple(class_names), provenance=Provenance(source=source))

@@ -21,14 +21,15 @@ from transjax.data import transforms as transforms_lib
 from transjax.data.dataset import Dataset
 
 SPEC_KEYS: dict[str, str] = {
-    "name": "dataset name (see sources.KNOWN_DATASETS); required",
+    "name": "dataset name (see sources.KNOWN_DATASETS), 'tfds:<name>' or "
+            "'folder:<path>'; required",
     "split": "'train' (default), 'test', or a TFDS-style slice 'train[:1000]'",
     "transforms": "sequence of named transforms, e.g. ('per_class:60', 'resize:32,32')",
     "data_dir": "local data folder; overrides build(data_dir=...) when set",
     "tfds_data_dir": "TFDS data_dir",
     "allow_download": "fetch missing MNIST-format files (default False)",
     "verify_checksums": "verify local IDX files (default True)",
-    "image_size": "(H, W) to resize variable-size TFDS images to on reading",
+    "image_size": "(H, W) to resize variable-size TFDS or folder images to on reading",
     "seed": "seed for the seeded transforms; overrides build(seed=...) when set",
 }
 

@@ -1,0 +1,124 @@
+"""Image folders: the layout torchvision's ImageFolder reads, and the one Office-31,
+CUB-200, MIT-Indoor and most of one's own data come in.
+
+    <root>/<split>/<class>/<image>     split "train", "test", ... (any folder name)
+    <root>/<class>/<image>             no split folders: all images are split "all"; carve
+                                       train/test with the transforms split_train:0.8 /
+                                       split_test:0.8 (same seed: complementary)
+
+Classes are the sorted names of the class folders, taken over every split folder of the
+root, so a class missing from one split keeps the same label in the others. Images are
+decoded with Pillow in threads; grey images stay one channel unless the split mixes grey
+and colour, then all are RGB. Images of different sizes need `image_size` (H, W): each is
+resized as it is read, so a folder of large photos never sits in memory at full size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm",
+                              ".tif", ".tiff", ".webp"})
+ALL = "all"
+_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F", "P;L"})
+
+
+class FolderError(ValueError):
+    """The folder is not an image-folder dataset, or a file in it is not an image."""
+
+
+def _images_in(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _class_dirs(directory: Path) -> dict[str, Path]:
+    """Subfolders that hold images directly: {class name: folder}."""
+    return {d.name: d for d in sorted(directory.iterdir()) if d.is_dir() and _images_in(d)}
+
+
+def layout(root: Path, split: str) -> tuple[Path, tuple[str, ...]]:
+    """(folder of `split`'s class folders, class names over all splits).
+
+    Raises:
+      FolderError: `root` has neither a `split` folder nor (for split "all") class folders.
+    """
+    if not root.is_dir():
+        raise FolderError(f"{root} is not a folder.")
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+    split_dirs = [d for d in subdirs if not _images_in(d) and _class_dirs(d)]
+    if split != ALL:
+        if (root / split) not in split_dirs:
+            hint = (f"its subfolders hold images directly, so they are classes of the one "
+                    f"split {ALL!r}: use split {ALL!r} and carve train/test with the "
+                    "transforms 'split_train:0.8' / 'split_test:0.8'"
+                    if _class_dirs(root) else
+                    f"split folders found: {[d.name for d in split_dirs] or 'none'}")
+            raise FolderError(f"{root} has no {split}/ folder of class folders; {hint}.")
+        classes = sorted({c for d in split_dirs for c in _class_dirs(d)})
+        return root / split, tuple(classes)
+    classes = tuple(_class_dirs(root))
+    if not classes:
+        raise FolderError(
+            f"{root} has no class folders with images (split {ALL!r} reads "
+            f"<root>/<class>/<image>; extensions {sorted(IMAGE_EXTENSIONS)}).")
+    return root, classes
+
+
+def _decode(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    from transjax.data.transforms import resize_images  # pylint: disable=import-outside-toplevel
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if im.mode in _GREY_MODES else "RGB")
+            array = np.asarray(im, np.uint8)
+    except (OSError, ValueError) as e:
+        raise FolderError(f"{path} is not a readable image: {e}") from None
+    array = array[..., None] if array.ndim == 2 else array
+    if image_size is not None:
+        array = resize_images(array[None], *image_size)[0]
+    return array
+
+
+def load_split(root: str | os.PathLike, split: str, image_size: tuple[int, int] | None = None,
+               *, num_threads: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """(images uint8 (N, H, W, C), labels int32, class names, source) of one split.
+
+    Raises:
+      FolderError: not an image folder, an unreadable image, or images of different sizes
+        without `image_size`.
+    """
+    root = Path(root)
+    directory, classes = layout(root, split)
+    label_of = {c: i for i, c in enumerate(classes)}
+    files, labels = [], []
+    for name, class_dir in _class_dirs(directory).items():
+        for path in _images_in(class_dir):
+            files.append(path)
+            labels.append(label_of[name])
+    start = last = time.perf_counter()
+    images = []
+    with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
+        for i, array in enumerate(pool.map(lambda p: _decode(p, image_size), files)):
+            images.append(array)
+            if time.perf_counter() - last > 10:
+                last = time.perf_counter()
+                logging.info("%s: read %d/%d images (%.0f/s)", directory, i + 1, len(files),
+                             (i + 1) / (last - start))
+    if len({a.shape[-1] for a in images}) > 1:
+        images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise FolderError(
+            f"{directory}: images have {len(shapes)} different sizes (e.g. "
+            f"{sorted(shapes)[:3]}); give image_size=(height, width) to resize them on "
+            "reading (training configs do: the model's input size).")
+    return (np.stack(images), np.asarray(labels, np.int32), classes,
+            f"folder:{directory} ({len(files)} images, {len(classes)} classes)")
