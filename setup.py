@@ -28,6 +28,7 @@ setuptools.setup(
         # tfds.data_source needs it but does not declare it.
         "importlib_resources>=6",
         "h5py>=3.11,<4",
+        "pillow>=10",  # image folders (transjax/data/folder.py)
         "tqdm>=4.66",
     ],
     extras_require={
