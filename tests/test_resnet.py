@@ -217,6 +217,34 @@ def test_train_mode_updates_batch_stats_through_loss_fn():
       lambda a, b: bool(np.array_equal(a, b)), aux1["state"], s))
 
 
+def test_frozen_features_use_running_statistics_below_the_head():
+  """Fixed mode: the backbone is a fixed function of the input in training too; the MLP
+  head's own BatchNorm still uses and updates batch statistics."""
+  graphdef, p, s = functional.split(_model("resnet_tiny", 28, 1, head="mlp"))
+  frozen = jax.jit(functional.make_loss_fn(graphdef, frozen_features=True), static_argnums=3)
+  plain = jax.jit(functional.make_loss_fn(graphdef), static_argnums=3)
+  batch = {"image": 3.0 + jax.random.normal(jax.random.key(2), (4, 28, 28, 1)),
+           "label": jnp.array([0, 1, 2, 3])}
+  _, aux = frozen(p, s, batch, True)
+  new_s = aux["state"]
+  for path, old in params.named_leaves(s):
+    new = dict(params.named_leaves(new_s))[path]
+    if path.startswith("fc/"):
+      assert not np.array_equal(old, new), path   # the head's BatchNorm trains
+    else:
+      np.testing.assert_array_equal(old, new, err_msg=path)
+  # With a linear head, train-mode logits on frozen features are the eval-mode logits.
+  g_lin, p_lin, s_lin = functional.split(_model("resnet_tiny", 28, 1))
+  apply = functional.make_apply_fn(g_lin, frozen_features=True)
+  np.testing.assert_allclose(apply(p_lin, s_lin, batch["image"], True)[0],
+                             apply(p_lin, s_lin, batch["image"], False)[0], rtol=1e-5, atol=1e-6)
+  train_logits = functional.make_apply_fn(g_lin)(p_lin, s_lin, batch["image"], True)[0]
+  assert not np.allclose(train_logits, apply(p_lin, s_lin, batch["image"], False)[0])
+  # Without frozen features the backbone's statistics move.
+  _, aux_plain = plain(p, s, batch, True)
+  assert not np.array_equal(s["bn1"]["mean"][...], aux_plain["state"]["bn1"]["mean"][...])
+
+
 def test_unknown_name():
   with pytest.raises(ValueError, match="resnet"):
     resnet.build("resnet34", 10, rngs=nnx.Rngs(0))

@@ -36,27 +36,34 @@ def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Mo
   return nnx.merge(graphdef, params, state, copy=True)
 
 
-def make_apply_fn(graphdef: nnx.GraphDef):
-  """Returns `apply(params, state, images, train, taps=None) -> (logits, new_state)`."""
+def make_apply_fn(graphdef: nnx.GraphDef, *, frozen_features: bool = False):
+  """Returns `apply(params, state, images, train, taps=None) -> (logits, new_state)`.
+
+  With `frozen_features` (training a head on a fixed feature extractor), BatchNorm below
+  the head uses its running statistics in train mode too, so the features are the same
+  function of the input in training and evaluation; the head's own BatchNorm still trains.
+  """
 
   def apply(params, state, images, train: bool, taps=None):
     model = merge(graphdef, params, state)
-    logits = model(images, train=train, taps=taps)
+    logits = model(images, train=train, taps=taps, frozen_features=frozen_features)
     new_state = nnx.state(model, nnx.Not(nnx.Param)) if train else state
     return logits, new_state
 
   return apply
 
 
-def make_loss_fn(graphdef: nnx.GraphDef) -> LossFn:
+def make_loss_fn(graphdef: nnx.GraphDef, *, frozen_features: bool = False) -> LossFn:
   """Returns the pure `loss_fn(params, state, batch, train) -> (loss, aux)`.
+
+  `frozen_features`: see `make_apply_fn` (the training loop sets it in `fixed` mode).
 
   loss: mean softmax cross-entropy over the batch (weighted by batch["weight"] if given).
   aux: "accuracy" (mean), "num_correct" and "loss_sum" (for exact dataset averages over
   ragged batches), "logits", and "state" (new BatchNorm statistics in train mode, the
   given state otherwise).
   """
-  apply = make_apply_fn(graphdef)
+  apply = make_apply_fn(graphdef, frozen_features=frozen_features)
 
   def loss_fn(params, state, batch: Batch, train: bool):
     logits, new_state = apply(params, state, batch["image"], train, batch.get("taps"))

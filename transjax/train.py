@@ -336,7 +336,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       "num_classes": data.num_classes, "num_steps": num_steps, "init": init_note,
       "data": data.describe(), "mean": data.mean, "std": data.std,
       "num_params": params_lib.count(params0), **results_lib.run_metadata()})
-  loss_fn = functional.make_loss_fn(graphdef)
+  # fixed: the backbone is a fixed feature extractor, BatchNorm included.
+  loss_fn = functional.make_loss_fn(graphdef, frozen_features=config.mode == "fixed")
   mask = trainable_mask(config, params0)
   state_mask = trainable_mask(config, state0)
   tx = make_optimizer(config, num_steps, mask)

@@ -39,7 +39,9 @@ class LeNet(nnx.Module):
     self.fc2 = nnx.Linear(120, 84, rngs=rngs)
     self.fc = make_head(head, 84, num_classes, rngs=rngs)
 
-  def __call__(self, x: jax.Array, train: bool = False, taps=None) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, taps=None,
+               frozen_features: bool = False) -> jax.Array:
+    del frozen_features  # no BatchNorm below the head
     x = self.conv1(tap(x, "conv1", taps))
     x = nnx.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
     x = self.conv2(tap(x, "conv2", taps))

@@ -164,8 +164,11 @@ class ResNet(nnx.Module):
         x = blk(tap(x, f"layer{i + 1}.{j}", taps), train)
     return jnp.mean(x, axis=(1, 2))
 
-  def __call__(self, x: jax.Array, train: bool = False, taps=None) -> jax.Array:
-    feats = self.features(x, train, taps)
+  def __call__(self, x: jax.Array, train: bool = False, taps=None,
+               frozen_features: bool = False) -> jax.Array:
+    """Logits; with `frozen_features` the BatchNorms below the head use their running
+    statistics even when `train` (a fixed feature extractor: see functional.make_loss_fn)."""
+    feats = self.features(x, train and not frozen_features, taps)
     return apply_head(self.fc, tap(feats, "fc", taps), train)
 
 
