@@ -245,6 +245,24 @@ def test_frozen_features_use_running_statistics_below_the_head():
   assert not np.array_equal(s["bn1"]["mean"][...], aux_plain["state"]["bn1"]["mean"][...])
 
 
+class _OwnModel(nnx.Module):
+  """A user's model with the plain interface (no frozen_features)."""
+
+  def __init__(self):
+    self.fc = nnx.Linear(4, 2, rngs=nnx.Rngs(0))
+
+  def __call__(self, x, train=False, taps=None):
+    return self.fc(x.reshape(x.shape[0], -1))
+
+
+def test_own_models_need_frozen_features_only_in_fixed_mode():
+  graphdef, p, s = functional.split(_OwnModel())
+  batch = {"image": jnp.ones((3, 2, 2, 1)), "label": jnp.array([0, 1, 0])}
+  assert np.isfinite(float(functional.make_loss_fn(graphdef)(p, s, batch, True)[0]))
+  with pytest.raises(TypeError, match="_OwnModel.__call__ has no frozen_features argument"):
+    functional.make_loss_fn(graphdef, frozen_features=True)(p, s, batch, True)
+
+
 def test_unknown_name():
   with pytest.raises(ValueError, match="resnet"):
     resnet.build("resnet34", 10, rngs=nnx.Rngs(0))

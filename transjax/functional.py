@@ -14,6 +14,7 @@ analysis (Hessians, landscapes, gradient measurements) uses train=False.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,16 @@ def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Mo
   return nnx.merge(graphdef, params, state, copy=True)
 
 
+def _check_takes_frozen_features(model: nnx.Module) -> None:
+  params = inspect.signature(type(model).__call__).parameters
+  if "frozen_features" not in params and not any(
+      p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    raise TypeError(
+        f"{type(model).__name__}.__call__ has no frozen_features argument, which `fixed` "
+        "mode passes so that BatchNorm below the head uses its running statistics. Add "
+        "`frozen_features: bool = False` (a model without BatchNorm can ignore it).")
+
+
 def make_apply_fn(graphdef: nnx.GraphDef, *, frozen_features: bool = False):
   """Returns `apply(params, state, images, train, taps=None) -> (logits, new_state)`.
 
@@ -46,7 +57,11 @@ def make_apply_fn(graphdef: nnx.GraphDef, *, frozen_features: bool = False):
 
   def apply(params, state, images, train: bool, taps=None):
     model = merge(graphdef, params, state)
-    logits = model(images, train=train, taps=taps, frozen_features=frozen_features)
+    if frozen_features:  # only then: a model of one's own need not know the keyword
+      _check_takes_frozen_features(model)
+      logits = model(images, train=train, taps=taps, frozen_features=True)
+    else:
+      logits = model(images, train=train, taps=taps)
     new_state = nnx.state(model, nnx.Not(nnx.Param)) if train else state
     return logits, new_state
 

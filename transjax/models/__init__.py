@@ -2,6 +2,8 @@
 
 Every model is an `nnx.Module` called as `model(images_BxHxWxC, train=False, taps=None)`
 returning logits, with its classifier head under the attribute `model.head_name` ("fc").
+`fixed`-mode training also passes `frozen_features=True` (BatchNorm below the head keeps
+its running statistics); a model of one's own needs that argument only for fixed mode.
 """
 
 from __future__ import annotations
