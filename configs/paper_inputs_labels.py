@@ -110,6 +110,7 @@ def full():
   r.batch_size = 32
   r.eval_batch_size = 128
   r.num_epochs = 200
+  r.optim.weight_decay = 1e-4
   r.optim.schedule = "step"
   r.optim.decay_at = (2 / 3,)
   r.log_every, r.eval_every, r.checkpoint_every = 50, 500, 500
