@@ -24,7 +24,7 @@ Presets:
 import ml_collections
 
 from transjax import cli
-from transjax.config import data_spec, training_defaults
+from transjax.config import data_spec, resnet50_protocol, training_defaults
 
 
 def _lenet(size: int, channels: int) -> ml_collections.ConfigDict:
@@ -102,17 +102,7 @@ def full():
   c.inputs.target_test = data_spec("svhn_cropped", "test", ("grey",))
   c.inputs.run.num_epochs = 100
   c.inputs.run.log_every, c.inputs.run.eval_every, c.inputs.run.checkpoint_every = 50, 500, 500
-  r = c.labels.run
-  r.model.name = "resnet50"
-  r.model.input_size = 224
-  r.data.normalize = "imagenet"
-  r.data.augment = True
-  r.batch_size = 32
-  r.eval_batch_size = 128
-  r.num_epochs = 200
-  r.optim.weight_decay = 1e-4
-  r.optim.schedule = "step"
-  r.optim.decay_at = (2 / 3,)
+  r = resnet50_protocol(c.labels.run)
   r.log_every, r.eval_every, r.checkpoint_every = 50, 500, 500
   webcam = "folder:office31/webcam/images"
   c.labels.target_train = data_spec(webcam, "all", ("split_train:0.8",))

@@ -22,7 +22,7 @@ Presets:
 import ml_collections
 
 from transjax import cli
-from transjax.config import data_spec, training_defaults
+from transjax.config import data_spec, resnet50_protocol, training_defaults
 
 
 def _lenet():
@@ -86,24 +86,13 @@ def full():
   c.num_seeds = 1
   c.keep_period = 5000
   c.checkpoint_steps = (5000, 10000, 20000, 40000, 80000, 160000)
-  for r in (c.pretrain, c.finetune):
-    r.model.name = "resnet50"
-    r.model.input_size = 224
-    r.model.in_channels = 3
-    r.data.normalize = "imagenet"
-    r.data.augment = True
-    r.batch_size = 32
-    r.eval_batch_size = 128
-    r.optim.lr = 0.01
-    r.optim.weight_decay = 1e-4
+  resnet50_protocol(c.pretrain, fine_tune_epochs=None)
+  resnet50_protocol(c.finetune)
   c.pretrain.data.train = data_spec("food101", "train")
   c.pretrain.data.test = data_spec("food101", "validation")
   c.pretrain.optim.lr = 0.1
   c.finetune.data.train = data_spec("caltech_birds2011", "train")
   c.finetune.data.test = data_spec("caltech_birds2011", "test")
-  c.finetune.num_epochs = 200
-  c.finetune.optim.schedule = "step"
-  c.finetune.optim.decay_at = (2 / 3,)
   c.finetune.log_every, c.finetune.eval_every, c.finetune.checkpoint_every = 100, 2000, 2000
   return c
 

@@ -22,7 +22,7 @@ Targets are listed most similar first (config.target_names); the claims use that
 import ml_collections
 
 from transjax import cli
-from transjax.config import data_spec, training_defaults
+from transjax.config import data_spec, resnet50_protocol, training_defaults
 
 
 def _base(preset: str) -> ml_collections.ConfigDict:
@@ -96,19 +96,7 @@ def full():
   c.target_names = ("caltech101", "caltech_birds2011", "cars196")
   for name in c.target_names:
     _target(c, name, data_spec(name, "train"), data_spec(name, "test"))
-  r = c.run
-  r.model.name = "resnet50"
-  r.model.input_size = 224
-  r.model.in_channels = 3
-  r.data.normalize = "imagenet"
-  r.data.augment = True
-  r.batch_size = 32
-  r.eval_batch_size = 128
-  r.num_epochs = 200
-  r.optim.lr = 0.01
-  r.optim.weight_decay = 1e-4
-  r.optim.schedule = "step"
-  r.optim.decay_at = (2 / 3,)
+  r = resnet50_protocol(c.run)
   r.log_every, r.eval_every, r.checkpoint_every = 100, 2000, 2000
   return c
 

@@ -16,7 +16,7 @@ Presets:
 """
 
 from transjax import cli
-from transjax.config import data_spec, training_defaults
+from transjax.config import data_spec, resnet50_protocol, training_defaults
 
 
 def full():
@@ -24,20 +24,9 @@ def full():
   c.name = "resnet50_finetune"
   c.mode = "finetune"
   c.init_from = ""             # required: torchvision resnet50 ImageNet weights
-  c.model.name = "resnet50"
-  c.model.input_size = 224
-  c.model.in_channels = 3
+  resnet50_protocol(c)
   c.data.train = data_spec("cars196", "train")
   c.data.test = data_spec("cars196", "test")
-  c.data.normalize = "imagenet"
-  c.data.augment = True
-  c.batch_size = 32
-  c.eval_batch_size = 128
-  c.num_epochs = 200
-  c.optim.lr = 0.01
-  c.optim.weight_decay = 1e-4
-  c.optim.schedule = "step"
-  c.optim.decay_at = (2 / 3,)
   c.log_every, c.eval_every, c.checkpoint_every = 100, 2000, 2000
   return c
 
