@@ -38,37 +38,43 @@ def _images_in(directory: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _class_dirs(directory: Path) -> dict[str, Path]:
-    """Subfolders that hold images directly: {class name: folder}."""
-    return {d.name: d for d in sorted(directory.iterdir()) if d.is_dir() and _images_in(d)}
+def _class_files(directory: Path) -> dict[str, list[Path]]:
+    """{class name: its images} for the subfolders that hold images directly."""
+    out = {}
+    for d in sorted(directory.iterdir()):
+        if d.is_dir() and (files := _images_in(d)):
+            out[d.name] = files
+    return out
 
 
-def layout(root: Path, split: str) -> tuple[Path, tuple[str, ...]]:
-    """(folder of `split`'s class folders, class names over all splits).
+def layout(root: Path, split: str) -> tuple[Path, dict[str, list[Path]], tuple[str, ...]]:
+    """(folder of `split`, {class: images} of that split, class names over all splits).
+
+    Every folder is listed once.
 
     Raises:
       FolderError: `root` has neither a `split` folder nor (for split "all") class folders.
     """
     if not root.is_dir():
         raise FolderError(f"{root} is not a folder.")
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
-    split_dirs = [d for d in subdirs if not _images_in(d) and _class_dirs(d)]
-    if split != ALL:
-        if (root / split) not in split_dirs:
-            hint = (f"its subfolders hold images directly, so they are classes of the one "
-                    f"split {ALL!r}: use split {ALL!r} and carve train/test with the "
-                    "transforms 'split_train:0.8' / 'split_test:0.8'"
-                    if _class_dirs(root) else
-                    f"split folders found: {[d.name for d in split_dirs] or 'none'}")
-            raise FolderError(f"{root} has no {split}/ folder of class folders; {hint}.")
-        classes = sorted({c for d in split_dirs for c in _class_dirs(d)})
-        return root / split, tuple(classes)
-    classes = tuple(_class_dirs(root))
-    if not classes:
-        raise FolderError(
-            f"{root} has no class folders with images (split {ALL!r} reads "
-            f"<root>/<class>/<image>; extensions {sorted(IMAGE_EXTENSIONS)}).")
-    return root, classes
+    direct = _class_files(root)  # subfolders holding images: the classes of split "all"
+    if split == ALL:
+        if not direct:
+            raise FolderError(
+                f"{root} has no class folders with images (split {ALL!r} reads "
+                f"<root>/<class>/<image>; extensions {sorted(IMAGE_EXTENSIONS)}).")
+        return root, direct, tuple(direct)
+    splits = {d.name: _class_files(d) for d in sorted(root.iterdir())
+              if d.is_dir() and d.name not in direct}
+    splits = {name: files for name, files in splits.items() if files}
+    if split not in splits:
+        hint = (f"its subfolders hold images directly, so they are classes of the one "
+                f"split {ALL!r}: use split {ALL!r} and carve train/test with the "
+                "transforms 'split_train:0.8' / 'split_test:0.8'"
+                if direct else f"split folders found: {list(splits) or 'none'}")
+        raise FolderError(f"{root} has no {split}/ folder of class folders; {hint}.")
+    classes = sorted({c for files in splits.values() for c in files})
+    return root / split, splits[split], tuple(classes)
 
 
 def _decode(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
@@ -95,14 +101,10 @@ def load_split(root: str | os.PathLike, split: str, image_size: tuple[int, int] 
       FolderError: not an image folder, an unreadable image, or images of different sizes
         without `image_size`.
     """
-    root = Path(root)
-    directory, classes = layout(root, split)
+    directory, class_files, classes = layout(Path(root), split)
     label_of = {c: i for i, c in enumerate(classes)}
-    files, labels = [], []
-    for name, class_dir in _class_dirs(directory).items():
-        for path in _images_in(class_dir):
-            files.append(path)
-            labels.append(label_of[name])
+    files = [path for paths in class_files.values() for path in paths]
+    labels = [label_of[name] for name, paths in class_files.items() for _ in paths]
     start = last = time.perf_counter()
     images = []
     with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
