@@ -25,7 +25,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from transjax import functional
-from transjax.analysis import hessian, landscape
+from transjax.analysis import hessian, landscape, subset
 from transjax.models import build_model
 
 _FLAGS = {}
@@ -109,8 +109,8 @@ def benchmark(output: str, resolution: int, num_samples: int, top_k: int, tol: f
   out["eigenvalues"] = eig
 
   # 3. HVP over gradient.
-  sub = hessian.partition(p)
-  f = lambda x: loss_fn(hessian.combine(x, p), s, batch, False)[0]
+  sub = subset.partition(p)
+  f = subset.restricted_loss(loss_fn, p, s, batch)
   grad = jax.jit(jax.grad(f))
   hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(f), (x,), (v,))[1])
   tg = min(_timed(grad, sub) for _ in range(3))

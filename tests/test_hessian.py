@@ -9,7 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 from transjax import functional
 from transjax import params as params_lib
-from transjax.analysis import hessian
+from transjax.analysis import hessian, subset
 from transjax.models import build_model
 
 
@@ -50,8 +50,8 @@ def lenet_fc():
 def test_hvp_equals_dense_hessian_times_v():
   with jax.enable_x64(True):
     loss_fn, p, s, batch = _tiny_problem()
-    flat, unravel = ravel_pytree(hessian.partition(p))
-    f = lambda x: loss_fn(hessian.combine(unravel(x), p), s, batch, False)[0]
+    flat, unravel = ravel_pytree(subset.partition(p))
+    f = lambda x: loss_fn(subset.combine(unravel(x), p), s, batch, False)[0]
     h = jax.jit(jax.hessian(f))(flat)
     v = jax.random.normal(jax.random.key(1), flat.shape, jnp.float64)
     got = ravel_pytree(hessian.hvp(loss_fn, p, s, batch, unravel(v)))[0]

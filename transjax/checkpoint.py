@@ -73,9 +73,3 @@ def restore_tree(path: str, like: Any) -> Any:
   with ocp.StandardCheckpointer() as checkpointer:
     return checkpointer.restore(os.path.abspath(path), _abstract(like))
 
-
-def read_raw(workdir: str, step: int) -> Any:
-  """Restores a checkpoint without a target (numpy leaves), for shape checks."""
-  path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "default")
-  with ocp.StandardCheckpointer() as checkpointer:
-    return checkpointer.restore(path)

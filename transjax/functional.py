@@ -33,7 +33,8 @@ def split(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
 
 
 def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Module:
-  """Rebuilds a model; copies, so it is safe inside jit/grad (STYLE.md)."""
+  """Rebuilds a model; `copy=True`, because the default shares state and breaks BatchNorm
+  under jit/grad."""
   return nnx.merge(graphdef, params, state, copy=True)
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transjax import params as params_lib
-from transjax.analysis.hessian import combine, partition, resolve_mask
+from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 from transjax.models.taps import TapRecorder
 
 PROTOCOLS = ("gradient", "fixed")
@@ -39,7 +39,7 @@ def loss_gradient(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str
                   mask: Any = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(loss, gradient on the masked leaves as {path: array}), train=False."""
   sub = partition(params, mask)
-  f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+  f = restricted_loss(loss_fn, params, state, batch)
   return jax.jit(jax.value_and_grad(f))(sub)
 
 
@@ -49,7 +49,7 @@ def _variation_fn(loss_fn, num_steps: int, protocols: tuple[str, ...], with_grad
   measures every few steps must not recompile each time. All protocols share one gradient."""
 
   def run(sub, params, state, batch, scales):
-    f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+    f = restricted_loss(loss_fn, params, state, batch)
     loss0, g = jax.value_and_grad(f)(sub)
     gnorm = _tree_norm(g)
     steps = jnp.stack([scale if p == "gradient" else scale / jnp.maximum(gnorm, 1e-30)

@@ -9,7 +9,7 @@ a deterministic function of the parameters.
     tr = hutchinson_trace(op, num_probes=100)
 
 A Hessian-vector product is forward-over-reverse, `jax.jvp(jax.grad(f), (x,), (v,))[1]`,
-with `f(sub) = loss(combine(sub, params))`: restricting to a mask closes over the unmasked
+with `f = subset.restricted_loss(...)` (transjax.analysis.subset): restricting to a mask closes over the unmasked
 leaves, so the vector (and the Hessian) lives only on the masked parameters.
 The solvers (`lanczos_top_k`, `power_iteration_top_k`, `hutchinson_trace`, `slq_density`)
 take any operator with `dim`, `dtype`, `matvec` and `matmat` (see `DenseOperator`), so
@@ -29,56 +29,8 @@ import numpy as np
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
-from transjax import params as params_lib
 from transjax import sharding
-
-# --------------------------------------------------------------------------------------
-# Parameter subsets (shared by all analyses).
-
-
-def resolve_mask(params: Any, mask: Any = None) -> Any:
-  """A boolean mask pytree from None (all), layer name(s) or a mask; checks it selects something.
-
-  Raises:
-    params_lib.UnknownLayerError: a layer name that does not exist (lists the valid ones).
-    ValueError: the mask has the wrong structure or selects no parameter.
-  """
-  if mask is None or isinstance(mask, str) or (
-      isinstance(mask, Sequence) and all(isinstance(m, str) for m in mask)):
-    mask = params_lib.mask_for(params, mask)
-  flat = jax.tree.leaves(mask)
-  n_leaves = len(jax.tree.leaves(params))
-  if len(flat) != n_leaves:
-    raise ValueError(f"The mask has {len(flat)} leaves but params have {n_leaves}; build it "
-                     "with transjax.params.mask_for(params, layers).")
-  if not any(bool(m) for m in flat):
-    raise ValueError("The mask selects no parameter (every leaf is False). Valid layers: "
-                     + ", ".join(params_lib.layer_names(params)))
-  return mask
-
-
-def partition(params: Any, mask: Any = None) -> dict[str, jax.Array]:
-  """The masked leaves of `params` as a dict {path: array} (the analysed sub-vector)."""
-  mask = resolve_mask(params, mask)
-  return {path: leaf for (path, leaf), m in zip(params_lib.named_leaves(params),
-                                                jax.tree.leaves(mask)) if m}
-
-
-def combine(sub: Mapping[str, jax.Array], params: Any) -> Any:
-  """`params` with the leaves named in `sub` replaced (inverse of `partition`)."""
-  named = params_lib.named_leaves(params)
-  leaves = [sub[path] if path in sub else leaf for path, leaf in named]
-  return jax.tree.unflatten(jax.tree.structure(params), leaves)
-
-
-def restricted_loss(loss_fn: Callable, params: Any, state: Any) -> Callable:
-  """`f(sub, batch) -> loss` with train=False, other leaves fixed at `params`."""
-
-  def f(sub, batch):
-    return loss_fn(combine(sub, params), state, batch, False)[0]
-
-  return f
-
+from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 
 def _as_batches(batches: Any) -> list[Mapping[str, Any]]:
   if isinstance(batches, Mapping):
@@ -104,7 +56,7 @@ def make_hvp(loss_fn: Callable) -> Callable:
   """
 
   def hvp(sub, params, state, batch, v):
-    f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+    f = restricted_loss(loss_fn, params, state, batch)
     return jax.jvp(jax.grad(f), (sub,), (v,))[1]
 
   return jax.jit(hvp)
@@ -147,7 +99,7 @@ class HessianOperator:
     unravel = self.unravel
 
     def flat_hvp(sub, params, state, batch, v_flat):
-      f = lambda s: loss_fn(combine(s, params), state, batch, False)[0]
+      f = restricted_loss(loss_fn, params, state, batch)
       out = jax.jvp(jax.grad(f), (sub,), (unravel(v_flat),))[1]
       return ravel_pytree(out)[0]
 
@@ -399,7 +351,6 @@ def power_iteration_top_k(op, k: int = 20, *, tol: float = 1e-3, max_iters: int 
   k = min(k, op.dim)
   start, count0 = time.perf_counter(), op.hvp_count
   key = jax.random.key(seed)
-  found: list[jax.Array] = []
   values, changes, total_iters, all_converged = [], [], 0, True
   basis = jnp.zeros((k, op.dim), op.dtype)
   for i in range(k):
@@ -424,7 +375,6 @@ def power_iteration_top_k(op, k: int = 20, *, tol: float = 1e-3, max_iters: int 
     v = _orthogonalize(basis, v, i)
     v = v / jnp.linalg.norm(v)
     basis = _set_row(basis, i, v)
-    found.append(v)
     values.append(value)
     changes.append(change)
   values_np = np.array(values)

@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
 from transjax import sharding
-from transjax.analysis.hessian import resolve_mask
+from transjax.analysis.subset import resolve_mask
 
 PAPER_RESOLUTION = 200
 PAPER_ETA = 1e-3
@@ -154,8 +154,8 @@ class LandscapeResult:
             "nan_count": self.nan_count, "nan_points": self.nan_points}
 
 
-def _point_fn(loss_fn, params, state, batch, directions):
-  del params, state, batch
+def _point_fn(loss_fn):
+  """`f(params, state, batch, directions, c)`: the loss at params + sum_i c_i d_i."""
 
   def f(params, state, batch, directions, c):
     moved = jax.tree.map(lambda w, *ds: w + sum(ci * d for ci, d in zip(c, ds)).astype(w.dtype),
@@ -172,7 +172,7 @@ def _tree_bytes(tree) -> int:
 def estimate_bytes_per_point(loss_fn, params, state, batch, directions) -> tuple[int, str]:
   """Memory one grid point needs: the compiled single-point function's temporaries plus a
   moved copy of the parameters (XLA memory analysis), or a conservative formula."""
-  f = _point_fn(loss_fn, params, state, batch, directions)
+  f = _point_fn(loss_fn)
   c = jnp.zeros((len(directions),), jnp.asarray(jax.tree.leaves(params)[0]).dtype)
   params_bytes = _tree_bytes(params)
   try:
@@ -255,7 +255,7 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
   plan.vectorize = vectorize
   logging.info("landscape: %s", plan.describe())
   dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
-  f = _point_fn(loss_fn, params, state, batch, directions)
+  f = _point_fn(loss_fn)
   if vectorize == "vmap":
     batched = jax.jit(jax.vmap(f, in_axes=(None, None, None, None, 0)))
   else:
@@ -352,7 +352,7 @@ def sequential_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapp
                          directions: Sequence[Any], axes: Sequence[np.ndarray]) -> np.ndarray:
   """Reference: one jitted single-point evaluation per grid point (as the loss-landscape
   tool does); for benchmarks and tests."""
-  f = jax.jit(_point_fn(loss_fn, params, state, batch, directions))
+  f = jax.jit(_point_fn(loss_fn))
   dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
   mesh = np.meshgrid(*axes, indexing="ij")
   coeffs = np.stack([m.ravel() for m in mesh], axis=1)
