@@ -1,7 +1,7 @@
 r"""Fig 5 + Appendix B.4: per-layer loss landscapes at initialisation, pretrained vs random,
 and the convergence of fine-tuning vs training from scratch.
 
-    python -m experiments.init_landscapes --config=configs/paper_init_landscapes.py:quick \
+    python -m experiments.paper_init_landscapes --config=configs/paper_init_landscapes.py:quick \
         --workdir=runs/init_landscapes
 
 Presets:

@@ -1,6 +1,6 @@
 r"""Paper Fig 8: vary the inputs (8a) or the labels (8b) of the pretraining task.
 
-    python -m experiments.inputs_labels --config=configs/paper_inputs_labels.py:quick \
+    python -m experiments.paper_inputs_labels --config=configs/paper_inputs_labels.py:quick \
         --workdir=runs/inputs_labels --config.data_dir=/path/to/data
 
 Presets:

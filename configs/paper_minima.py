@@ -1,6 +1,6 @@
 r"""Fig 3 + Fig 10: Hessian eigenvalues and landscapes at the minima, pretrained vs random.
 
-    python -m experiments.minima --config=configs/paper_minima.py:quick --workdir=runs/minima
+    python -m experiments.paper_minima --config=configs/paper_minima.py:quick --workdir=runs/minima
 
 Presets:
   smoke: built-in data only (synthetic-shapes source, sklearn digits target); 9x9 grid,

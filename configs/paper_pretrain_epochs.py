@@ -1,6 +1,6 @@
 r"""Paper Fig 9: transferability against pretraining epochs.
 
-    python -m experiments.pretrain_epochs --config=configs/paper_pretrain_epochs.py:quick \
+    python -m experiments.paper_pretrain_epochs --config=configs/paper_pretrain_epochs.py:quick \
         --workdir=runs/pretrain_epochs --config.data_dir=/path/to/data
 
 One pretraining run keeps a checkpoint at each of config.checkpoint_steps (multiples of

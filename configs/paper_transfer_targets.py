@@ -1,6 +1,6 @@
 r"""Paper Table 1, Fig 2 and Table 2: one pretrained network, targets of decreasing similarity.
 
-    python -m experiments.transfer_targets --config=configs/paper_transfer_targets.py:quick \
+    python -m experiments.paper_transfer_targets --config=configs/paper_transfer_targets.py:quick \
         --workdir=runs/transfer_targets --config.data_dir=/path/to/data
 
 Presets:

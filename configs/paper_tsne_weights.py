@@ -1,6 +1,6 @@
 r"""Fig 4: t-SNE of the final weights over several targets x {two pretrained sources, random}.
 
-    python -m experiments.tsne_weights --config=configs/paper_tsne_weights.py:quick \
+    python -m experiments.paper_tsne_weights --config=configs/paper_tsne_weights.py:quick \
         --workdir=runs/tsne_weights
 
 Presets:

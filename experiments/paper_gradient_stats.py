@@ -5,8 +5,8 @@ r"""Paper Fig 7 (gradient statistics).
 Writes results.json (numbers, claims with computed verdicts) and the figures into --workdir.
 """
 
-from experiments import paper_main
+from transjax import cli
 from transjax.paper import gradient_stats
 
 if __name__ == "__main__":
-  paper_main.run_app(gradient_stats, "configs/paper_gradient_stats.py")
+  cli.run_paper_app(gradient_stats, "configs/paper_gradient_stats.py")

@@ -1,11 +1,12 @@
-"""What every binary shares: quiet library logging, a config loaded and validated."""
+"""What every binary shares: quiet library logging, a config loaded and validated, and the
+one `main` of the paper-experiment binaries (`run_paper_app`)."""
 
 from __future__ import annotations
 
 import logging as py_logging
 import sys
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 
@@ -84,3 +85,29 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise SystemExit(f"error: unknown config field {field!r} in "
                      f"{', '.join(overrides) or 'a --config override'}; the config file's "
                      "get_config() lists the valid names.") from None
+
+
+def run_paper_app(module, config_file: str) -> None:
+  """The `main` of a paper-experiment binary: --config/--workdir -> `module.run` -> a short table.
+
+  Each `experiments/paper_<name>.py` is its docstring plus this call with
+  `transjax.paper.<name>` and its config file.
+  """
+  config, workdir = define_run_flags(
+      f"{config_file}:<smoke|quick|full>. Override any field, e.g. "
+      "--config.data_dir=/path/to/data --config.shared_dir=runs/sources.",
+      "Output folder for results.json and figures; a re-run resumes "
+      "unfinished training runs and reuses finished ones.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    setup_logging()
+    results = run_or_exit(module.run, config.value, workdir.value)
+    if results.get("summary"):
+      print(results["summary"])
+    for claim in results["claims"]:
+      print(f"[{claim['verdict']}] {claim['element']}: {claim['ours']}")
+    print(f"-> {workdir.value}/results.json")
+
+  app.run(main, flags_parser=parse_flags)
