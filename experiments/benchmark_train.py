@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from transjax import cli, functional, results, train
+from transjax import cli, functional, optim, results, train
 from transjax.config import training_defaults
 from transjax.models import build_model
 
@@ -53,7 +53,7 @@ def step_throughput(name: str, size: int, channels: int, batch_size: int, steps:
   model = build_model(name, 10, in_channels=channels, input_size=size)
   graphdef, params, state = functional.split(model)
   config: ml_collections.ConfigDict = training_defaults()
-  tx = train.make_optimizer(config, 1000, jax.tree.map(lambda _: True, params))
+  tx = optim.make_optimizer(config, 1000, jax.tree.map(lambda _: True, params))
   step = jax.jit(train.make_train_step(functional.make_loss_fn(graphdef), tx,
                                        jax.tree.map(lambda _: True, state)))
   rng = np.random.default_rng(0)

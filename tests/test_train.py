@@ -12,6 +12,7 @@ import pytest
 from tests.train_helpers import tiny_config
 from transjax import config as config_lib
 from transjax import params as params_lib
+from transjax import pretrained as pretrained_lib
 from transjax import runs
 from transjax import train
 from transjax.data import DatasetNotFoundError
@@ -139,7 +140,7 @@ def test_batch_larger_than_the_data(tmp_path):
 
 def test_checkpoint_shapes_that_do_not_fit_are_named(pretrained, tmp_path):
   config = tiny_config(mode="finetune", init_from=pretrained, **{"model.input_size": 36})
-  with pytest.raises(train.WeightShapeError, match=r"fc1/kernel: loaded shape \(400, 120\) but the model has \(576, 120\)"):
+  with pytest.raises(pretrained_lib.WeightMismatchError, match=r"fc1/kernel: loaded shape \(400, 120\) but the model has \(576, 120\)"):
     train.train(config, str(tmp_path / "w"))
 
 

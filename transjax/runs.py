@@ -16,8 +16,9 @@ from flax import nnx
 
 from transjax import checkpoint as ckpt
 from transjax import functional
-from transjax import train as train_lib
+from transjax import weights as weights_lib
 from transjax.data import Dataset, batching, transforms
+from transjax.data.run_data import load_data
 
 
 @dataclasses.dataclass
@@ -51,8 +52,8 @@ def _normalized(ds: Dataset, mean, std) -> Dataset:
 
 def load_run(run_dir: str, which: str | int = "final") -> LoadedRun:
   """Loads a run folder's model at "final" (last checkpoint), "init" or a step."""
-  config, graphdef, params, state = train_lib.restore_run_weights(run_dir, which)
-  data = train_lib.load_data(config)
+  config, graphdef, params, state = weights_lib.restore_run_weights(run_dir, which)
+  data = load_data(config)
   return LoadedRun(
       run_dir=os.path.abspath(run_dir), which=which, config=config, graphdef=graphdef,
       params=params, state=state, loss_fn=functional.make_loss_fn(graphdef),

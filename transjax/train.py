@@ -11,11 +11,13 @@ init/ (the starting weights) and training_curves.png. Started again with the sam
 workdir, a run resumes from its last checkpoint and ends with the same numbers as an
 uninterrupted one: batches are a function of (seed, step), and the metrics log is cut
 back to the restored step.
+
+Where the weights come from is `transjax.weights`; what trains and the optimiser are
+`transjax.optim`; the run's data is `transjax.data.run_data`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -28,7 +30,6 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from transjax import checkpoint as ckpt
@@ -38,65 +39,14 @@ from transjax import params as params_lib
 from transjax import plotting
 from transjax import results as results_lib
 from transjax import sharding
+from transjax import weights as weights_lib
 from transjax.analysis import deviation as deviation_lib
-from transjax.data import Dataset, batching, spec as data_spec, transforms
-from transjax.models import build_model
-
-HEAD = "fc"
-
+from transjax.data import Dataset, batching
+from transjax.data.run_data import load_data
+from transjax.optim import make_optimizer, trainable_mask
 
 class NonFiniteError(FloatingPointError):
   """NaN or Inf in the loss or the parameters; a checkpoint of the last finite state is kept."""
-
-
-class WeightShapeError(ValueError):
-  """Loaded weights do not fit the model (names the parameter and both shapes)."""
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclasses.dataclass(frozen=True)
-class RunData:
-  """A run's datasets at the model's input size (uint8 or float), and normalisation."""
-  train: Dataset
-  test: Dataset
-  mean: np.ndarray | None
-  std: np.ndarray | None
-
-  @property
-  def num_classes(self) -> int:
-    return max(self.train.num_classes, self.test.num_classes)
-
-  def describe(self) -> dict[str, Any]:
-    stand_ins = sorted({d.provenance.stand_in_for for d in (self.train, self.test)
-                        if d.provenance.stand_in_for})
-    return {"train": self.train.provenance.describe(), "test": self.test.provenance.describe(),
-            "n_train": len(self.train), "n_test": len(self.test), "stand_in_for": stand_ins}
-
-
-def load_data(config: ml_collections.ConfigDict) -> RunData:
-  """Builds the train and test sets named by the config, sized for the model."""
-  data_dir = config.data.data_dir or None
-  size, channels = config.model.input_size, config.model.in_channels
-  sets = []
-  for split in ("train", "test"):
-    spec = dict(config.data[split])
-    if config.data.tfds_data_dir and "tfds_data_dir" not in spec:
-      spec["tfds_data_dir"] = config.data.tfds_data_dir
-    # TFDS datasets of natural images come in many sizes; resize them as they are read.
-    spec.setdefault("image_size", (size, size))
-    ds = data_spec.build(spec, data_dir=data_dir, seed=config.seed)
-    sets.append(transforms.to_model_input(ds, size, size, channels))
-  train, test = sets
-  if config.data.normalize == "train":
-    mean, std = transforms.channel_stats(train)
-  elif config.data.normalize == "imagenet":
-    mean = np.asarray(config_lib.IMAGENET_MEAN[:channels], np.float32)
-    std = np.asarray(config_lib.IMAGENET_STD[:channels], np.float32)
-  else:
-    mean = std = None
-  return RunData(train, test, mean, std)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, n_train: int) -> int:
@@ -108,116 +58,6 @@ def num_train_steps(config: ml_collections.ConfigDict, n_train: int) -> int:
     return int(config.num_steps)
   per_epoch = batching.steps_per_epoch(n_train, config.batch_size)
   return max(1, int(math.ceil(config.num_epochs * per_epoch)))
-
-
-# -------------------------------------------------------------------------- weights
-
-
-def build_from_config(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
-  m = config.model
-  return build_model(m.name, num_classes, in_channels=m.in_channels, input_size=m.input_size,
-                     head=m.head, seed=config.seed)
-
-
-def transfer_weights(source: Any, target: Any, *, skip_prefix: str | None, what: str) -> Any:
-  """Copies `source` leaves into `target` by path; every path must exist with its shape.
-
-  Leaves under `skip_prefix` (the head, when it is re-initialised) keep the target's.
-  """
-  src = dict(params_lib.named_leaves(source))
-  out, problems = [], []
-  for path, leaf in params_lib.named_leaves(target):
-    if skip_prefix and (path == skip_prefix or path.startswith(skip_prefix + "/")):
-      out.append(leaf)
-    elif path not in src:
-      problems.append(f"{path}: missing from the loaded weights")
-      out.append(leaf)
-    elif np.shape(src[path]) != np.shape(leaf):
-      problems.append(f"{path}: loaded shape {tuple(np.shape(src[path]))} but the model has "
-                      f"{tuple(np.shape(leaf))}")
-      out.append(leaf)
-    else:
-      out.append(jnp.asarray(src[path], dtype=leaf.dtype))
-  if problems:
-    raise WeightShapeError(f"{what} do not fit the model: " + "; ".join(problems))
-  return jax.tree.unflatten(jax.tree.structure(target), out)
-
-
-def restore_run_weights(run_dir: str, which: str | int = "final") -> tuple[ml_collections.ConfigDict, nnx.GraphDef, Any, Any]:
-  """(config, graphdef, params, state) of a training run at "final", "init" or a step."""
-  config_path = os.path.join(run_dir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{run_dir} is not a transjax run folder (no config.json).")
-  config = ml_collections.ConfigDict(results_lib.read_json(config_path))
-  num_classes = int(results_lib.read_json(os.path.join(run_dir, "run.json"))["num_classes"])
-  graphdef, params, state = functional.split(build_from_config(config, num_classes))
-  like = {"params": params, "state": state}
-  if which == "init":
-    tree = ckpt.restore_tree(os.path.join(run_dir, "init"), like)
-    return config, graphdef, tree["params"], tree["state"]
-  steps = ckpt.checkpoint_steps(run_dir)
-  if not steps:
-    raise FileNotFoundError(f"{run_dir} has no checkpoint yet.")
-  step = steps[-1] if which == "final" else int(which)
-  if step not in steps:
-    raise FileNotFoundError(f"{run_dir} has no checkpoint at step {step}; it has {steps}.")
-  with ckpt.CheckpointStore(run_dir, max_to_keep=None) as store:
-    raw = store.restore(step, _train_state_like(params, state, config))
-  return config, graphdef, raw["params"], raw["state"]
-
-
-def _initial_weights(config, num_classes) -> tuple[nnx.GraphDef, Any, Any, str]:
-  """The model's starting weights: random, or loaded per config.init_from."""
-  graphdef, params, state = functional.split(build_from_config(config, num_classes))
-  if not config.init_from:
-    return graphdef, params, state, f"random (seed {config.seed})"
-  source = config.init_from
-  skip = HEAD if config.new_head else None
-  if os.path.isdir(source):
-    _, _, src_params, src_state = restore_run_weights(source, config.init_which)
-    what = f"Weights of run {source} ({config.init_which})"
-    params = transfer_weights(src_params, params, skip_prefix=skip, what=what)
-    state = transfer_weights(src_state, state, skip_prefix=skip, what=what)
-    return graphdef, params, state, f"run {source} ({config.init_which})"
-  if os.path.isfile(source):
-    from transjax import pretrained  # pylint: disable=import-outside-toplevel
-    model = functional.merge(graphdef, params, state)
-    model = pretrained.load_torchvision_resnet(source, model, skip_head=bool(config.new_head))
-    graphdef, params, state = functional.split(model)
-    return graphdef, params, state, f"torchvision weights {source}"
-  raise FileNotFoundError(f"config.init_from = {source!r} is neither a run folder nor a file.")
-
-
-def trainable_mask(config, tree) -> Any:
-  """True where `tree` (parameters or BatchNorm state) trains: all of it, or in `fixed`
-  mode only the head."""
-  flat = [config.mode != "fixed" or path == HEAD or path.startswith(HEAD + "/")
-          for path, _ in params_lib.named_leaves(tree)]
-  return jax.tree.unflatten(jax.tree.structure(tree), flat)
-
-
-# ------------------------------------------------------------------------ optimiser
-
-
-def make_optimizer(config, num_steps: int, mask: Any) -> optax.GradientTransformation:
-  """SGD with momentum and (PyTorch-style, coupled) weight decay on the trainable part."""
-  o = config.optim
-  if o.schedule == "step" and o.decay_at:
-    boundaries = {int(f * num_steps): o.decay_factor for f in sorted(o.decay_at)}
-    lr = optax.piecewise_constant_schedule(o.lr, boundaries)
-  else:
-    lr = optax.constant_schedule(o.lr)
-  sgd = optax.chain(optax.add_decayed_weights(o.weight_decay),
-                    optax.sgd(lr, momentum=o.momentum or None, nesterov=o.nesterov))
-  labels = jax.tree.map(lambda m: "train" if m else "frozen", mask)
-  return optax.multi_transform({"train": sgd, "frozen": optax.set_to_zero()}, labels)
-
-
-def _train_state_like(params, state, config) -> dict[str, Any]:
-  mask = trainable_mask(config, params)
-  opt_state = make_optimizer(config, 1, mask).init(params)
-  return {"step": jnp.zeros((), jnp.int32), "params": params, "state": state,
-          "opt_state": opt_state, "nonfinite_step": jnp.full((), -1, jnp.int32)}
 
 
 # ----------------------------------------------------------------------------- steps
@@ -331,7 +171,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   data_sharding = NamedSharding(mesh, PartitionSpec("data"))
   eval_batch = _round_up(min(config.eval_batch_size, max(len(data.test), 1)), n_dev)
 
-  graphdef, params0, state0, init_note = _initial_weights(config, data.num_classes)
+  graphdef, params0, state0, init_note = weights_lib.initial_weights(config, data.num_classes)
   results_lib.write_json(os.path.join(workdir, "run.json"), {
       "num_classes": data.num_classes, "num_steps": num_steps, "init": init_note,
       "data": data.describe(), "mean": data.mean, "std": data.std,

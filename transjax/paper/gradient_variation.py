@@ -28,9 +28,11 @@ from transjax import functional
 from transjax import plotting
 from transjax import results as results_lib
 from transjax import train as train_lib
+from transjax import weights
 from transjax.analysis import gradients
 from transjax.config import data_spec, training_defaults
 from transjax.data import transforms
+from transjax.data.run_data import load_data
 from transjax.paper import common, sources
 
 FIGURES = ("gradient_variation.png", "gradient_variation_fixed.png")
@@ -167,7 +169,7 @@ def pair_training_configs(ecfg: ml_collections.ConfigDict) -> list[ml_collection
 
 def fixed_batch(config: ml_collections.ConfigDict, n: int, seed: int = 0) -> dict[str, np.ndarray]:
   """`n` stratified training examples, normalised as in training (the paper's 256 samples)."""
-  data = train_lib.load_data(config)
+  data = load_data(config)
   ds = data.train
   if n < len(ds):
     ds = transforms.subset_total(ds, n, seed)
@@ -184,8 +186,8 @@ def variation_callback(config: ml_collections.ConfigDict,
                        settings: VariationSettings) -> gradients.GradientVariationCallback:
   """The analysis package's callback with this experiment's settings: both protocols from
   one gradient, losses only (no gradient per point), on the fixed sample set."""
-  num_classes = train_lib.load_data(config).num_classes
-  graphdef, _, _ = functional.split(train_lib.build_from_config(config, num_classes))
+  num_classes = load_data(config).num_classes
+  graphdef, _, _ = functional.split(weights.build_from_config(config, num_classes))
   return gradients.GradientVariationCallback(
       settings.every, fixed_batch(config, settings.num_samples), gradients.PROTOCOLS,
       loss_fn=functional.make_loss_fn(graphdef), lr=float(config.optim.lr),
