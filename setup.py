@@ -1,4 +1,9 @@
-"""Installs transjax, theory, experiments and configs (`pip install -e .[test]`)."""
+"""Installs the packages transjax and theory, and the console command transjax-reproduce.
+
+The binaries (experiments/) and their config files (configs/) are not packages to install:
+they run from the repository root (`python -m experiments.<name>`), and the presets the
+library needs live in transjax/paper/presets and theory/presets.py.
+"""
 
 import setuptools
 
@@ -10,7 +15,8 @@ setuptools.setup(
         "Representations' with a numerical verifier of its theorems."
     ),
     python_requires=">=3.11,<3.13",
-    packages=setuptools.find_packages(include=["transjax*", "theory*", "experiments*", "configs*"]),
+    packages=setuptools.find_packages(include=["transjax", "transjax.*", "theory", "theory.*"]),
+    entry_points={"console_scripts": ["transjax-reproduce = transjax.paper.reproduce_app:main"]},
     install_requires=[
         "jax>=0.10,<0.11",
         "jaxlib>=0.10,<0.11",

@@ -7,27 +7,19 @@ Presets:
   quick: 10,000 MNIST training images (1,000 per class), 3 epochs; CPU, under a minute.
   full:  the paper's protocol (Appendix A): all 60,000 images, 100 epochs, batch 64,
          lr 0.01, momentum 0.9, weight decay 5e-4.
+quick and full are the MNIST source of the paper experiments (transjax.paper.sources).
 MNIST is read from --config.data.data_dir / $TRANSJAX_DATA_DIR (<dir>/mnist/*.gz) or TFDS.
 """
 
 from transjax import cli
 from transjax.config import data_spec, training_defaults
-
-
-def _base():
-  c = training_defaults()
-  c.name = "lenet_mnist"
-  c.model.name = "lenet"
-  c.model.input_size = 28
-  c.model.in_channels = 1
-  c.data.train = data_spec("mnist", "train")
-  c.data.test = data_spec("mnist", "test")
-  return c
+from transjax.paper.sources import lenet_digits_config
 
 
 def smoke():
-  c = _base()
+  c = training_defaults()
   c.name = "lenet_synthetic_smoke"
+  c.model.name, c.model.input_size, c.model.in_channels = "lenet", 28, 1
   c.data.train = data_spec("synthetic(num_train=600,num_test=200)", "train")
   c.data.test = data_spec("synthetic(num_train=600,num_test=200)", "test")
   c.num_steps = 60
@@ -37,20 +29,11 @@ def smoke():
 
 
 def quick():
-  c = _base()
-  c.data.train = data_spec("mnist", "train", ("per_class:1000",))
-  c.data.test = data_spec("mnist", "test", ("total:2000",))
-  c.num_epochs = 3
-  c.log_every, c.eval_every, c.checkpoint_every = 50, 150, 150
-  c.optim.lr = 0.05
-  return c
+  return lenet_digits_config("lenet_mnist", "mnist")
 
 
 def full():
-  c = _base()
-  c.num_epochs = 100
-  c.log_every, c.eval_every, c.checkpoint_every = 100, 2000, 2000
-  return c
+  return lenet_digits_config("lenet_mnist", "mnist", full=True)
 
 
 def get_config(arg=None):

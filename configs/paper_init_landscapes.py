@@ -4,34 +4,9 @@ and the convergence of fine-tuning vs training from scratch.
     python -m experiments.paper_init_landscapes --config=configs/paper_init_landscapes.py:quick \
         --workdir=runs/init_landscapes
 
-Presets:
-  smoke: built-in data; 9x9 grids on 64 samples, layers conv1, conv2, fc.
-  quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN); 21x21
-         grids (eta 0.05) on 256 samples, every LeNet layer (conv1, conv2, fc1, fc2, fc).
-  full:  ResNet-50 from ImageNet weights vs scratch on Stanford Cars (TFDS cars196);
-         200x200 grid, eta 0.001, 256 samples; the layers of stage 3 (paper: 25th-48th).
+The presets are defined in transjax/paper/presets/init_landscapes.py, where the library reads them too.
 """
 
-from configs.paper_minima import pair_fields
-from transjax import cli
+from transjax.paper.presets.init_landscapes import get_config
 
-
-def _make(preset):
-  c = pair_fields(preset, "cars196")
-  c.num_samples = 64 if preset == "smoke" else 256
-  c.resolution = {"smoke": 9, "quick": 21, "full": 200}[preset]
-  c.eta = {"smoke": 0.1, "quick": 0.05, "full": 0.001}[preset]
-  c.layers = ()                 # () = every weight layer of the model
-  c.lower_layers = 2            # the first N layers form the "lower layers" claim
-  c.colour_cap = None if preset == "full" else 5.0
-  c.loss_threshold = 0.0        # <= 0: 1.1 x the larger of the two final train losses
-  if preset == "smoke":
-    c.layers = ("conv1", "conv2", "fc")
-  if preset == "full":
-    c.layers = tuple(f"layer3/{b}/conv{k}" for b in range(6) for k in (1, 2, 3))
-  return c
-
-
-def get_config(arg=None):
-  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "full")},
-                    __file__)
+__all__ = ["get_config"]  # what config_flags calls

@@ -2,48 +2,9 @@ r"""Fig 3 + Fig 10: Hessian eigenvalues and landscapes at the minima, pretrained
 
     python -m experiments.paper_minima --config=configs/paper_minima.py:quick --workdir=runs/minima
 
-Presets:
-  smoke: built-in data only (synthetic-shapes source, sklearn digits target); 9x9 grid,
-         top-3 eigenvalues on 64 samples; seconds.
-  quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN); 31x31
-         grid (eta 0.033), top-20 eigenvalues on 256 samples; a few minutes on 2 CPU cores.
-  full:  the paper: ResNet-50 from torchvision ImageNet weights (config.source_weights) vs
-         scratch on Stanford Cars (TFDS cars196); 200x200 grid, eta 0.001, 256 samples,
-         top-20. Needs an accelerator and the data.
-The fine-tuning pair is shared with the other analysis experiments through
-`<shared_dir>/targets/` (identical configs train once).
+The presets are defined in transjax/paper/presets/minima.py, where the library reads them too.
 """
 
-import ml_collections
+from transjax.paper.presets.minima import get_config
 
-from transjax import cli
-
-
-def pair_fields(preset: str, full_target: str) -> ml_collections.ConfigDict:
-  """Fields naming the shared fine-tuning pair (see transjax/paper/gradient_variation.py)."""
-  c = ml_collections.ConfigDict()
-  c.preset = preset
-  c.shared_dir = "runs/shared"       # source runs and target pairs (reproduce sets it)
-  c.data_dir = ""                    # local data files; empty: $TRANSJAX_DATA_DIR
-  c.source = "mnist"                 # shared source name (transjax/paper/sources.py)
-  c.source_weights = ""              # full: torchvision ResNet-50 ImageNet weights file
-  c.target = {"smoke": "digits", "quick": "usps", "full": full_target}[preset]
-  c.seed = 0
-  if preset == "full":
-    c.source_weights = "weights/resnet50-0676ba61.pth"
-  return c
-
-
-def _make(preset):
-  c = pair_fields(preset, "cars196")
-  c.num_samples = {"smoke": 64, "quick": 256, "full": 256}[preset]
-  c.top_k = {"smoke": 3, "quick": 20, "full": 20}[preset]
-  c.resolution = {"smoke": 9, "quick": 31, "full": 200}[preset]
-  c.eta = {"smoke": 0.1, "quick": 0.033, "full": 0.001}[preset]
-  c.colour_cap = None if preset == "full" else 5.0
-  return c
-
-
-def get_config(arg=None):
-  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "full")},
-                    __file__)
+__all__ = ["get_config"]  # what config_flags calls

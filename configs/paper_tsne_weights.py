@@ -3,36 +3,9 @@ r"""Fig 4: t-SNE of the final weights over several targets x {two pretrained sou
     python -m experiments.paper_tsne_weights --config=configs/paper_tsne_weights.py:quick \
         --workdir=runs/tsne_weights
 
-Presets:
-  smoke: built-in data; two synthetic-shapes sources (the smoke "mnist" and
-         "fashion_mnist"), targets sklearn digits and a synthetic task; 20 steps each.
-  quick: MNIST- and Fashion-MNIST-pretrained LeNets vs random init on three targets: 600
-         USPS images (stand-in for SVHN), 600 grey CIFAR-10 images (stand-in for
-         Caltech-101) and 600 Fashion-MNIST test images; 30 epochs each.
-  full:  ResNet-50 from ImageNet and from Places365 weights vs random init on CUB-200,
-         Stanford Cars, Caltech-101 and Food-101 (TFDS).
+The presets are defined in transjax/paper/presets/tsne_weights.py, where the library reads them too.
 """
 
-from configs.paper_minima import pair_fields
-from transjax import cli
+from transjax.paper.presets.tsne_weights import get_config
 
-
-def _make(preset):
-  c = pair_fields(preset, "cars196")
-  c.sources = ("mnist", "fashion_mnist")
-  c.targets = {"smoke": ("digits", "synthetic"),
-               "quick": ("usps", "cifar_grey", "fashion_small"),
-               "full": ("caltech_birds2011", "cars196", "caltech101", "food101")}[preset]
-  c.source_weights_by_name = ""   # full: comma-separated weights files, one per source
-  c.perplexity = 3.0
-  c.include_head = False          # heads are re-initialised per target; compare the backbone
-  if preset == "full":
-    c.sources = ("imagenet", "places365")
-    c.source_weights_by_name = ("weights/resnet50-0676ba61.pth,"
-                                "weights/resnet50_places365.pth")
-  return c
-
-
-def get_config(arg=None):
-  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "full")},
-                    __file__)
+__all__ = ["get_config"]  # what config_flags calls

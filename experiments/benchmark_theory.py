@@ -18,7 +18,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from configs import theory as theory_config
+from theory import presets as theory_config
 from theory import sweep, twolayer
 
 _MIN_LOG2_M = flags.DEFINE_integer("min_log2_m", 10, "Smallest width, as log2 m.")

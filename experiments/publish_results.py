@@ -36,7 +36,9 @@ def publish(workdir: str, docs: str) -> str:
 
   report = _IMAGE.sub(copy_figure, report)
   report = _JSON.sub(lambda m: f"`{m.group(2)}` (in the run folder)", report)
-  header = (f"<!-- Published from {workdir}/REPORT.md by experiments/publish_results.py. -->\n")
+  run_name = os.path.basename(os.path.abspath(workdir))
+  header = (f"<!-- Published from the REPORT.md of the reproduce run {run_name}/ by "
+            "experiments/publish_results.py. -->\n")
   out = os.path.join(docs, "results.md")
   with open(out, "w") as f:
     f.write(header + report)

@@ -11,12 +11,12 @@ import pytest
 
 from transjax.paper import common
 
-MODULES = {  # experiment module -> config module
-    "minima": "paper_minima",
-    "tsne_weights": "paper_tsne_weights",
-    "init_landscapes": "paper_init_landscapes",
-    "gradient_variation": "paper_gradient_variation",
-    "gradient_stats": "paper_gradient_stats",
+MODULES = {  # experiment module -> its presets (transjax.paper.presets.<name>)
+    "minima": "minima",
+    "tsne_weights": "tsne_weights",
+    "init_landscapes": "init_landscapes",
+    "gradient_variation": "gradient_variation",
+    "gradient_stats": "gradient_stats",
 }
 
 
@@ -25,7 +25,7 @@ def _module(name):
 
 
 def _config(cfg_name, preset, **fields):
-  c = importlib.import_module(f"configs.{cfg_name}").get_config(preset)
+  c = importlib.import_module(f"transjax.paper.presets.{cfg_name}").get_config(preset)
   for k, v in fields.items():
     setattr(c, k, v)
   return c
@@ -186,9 +186,9 @@ def test_full_configs_load_and_validate(name):
 
 
 def test_theory_full_config_validates():
-  _module("theory_section").validate(importlib.import_module("configs.theory").get_config("full"))
+  _module("theory_section").validate(importlib.import_module("theory.presets").get_config("full"))
 
 
 def test_unknown_preset_names_the_valid_ones():
   with pytest.raises(ValueError, match="smoke"):
-    _config("paper_minima", "huge")
+    _config("minima", "huge")

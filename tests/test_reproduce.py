@@ -1,8 +1,9 @@
-"""The reproduce job: resume skips finished experiments, failures and missing modules are
-recorded without stopping the others, REPORT.md verdicts are computed from the numbers."""
+"""The reproduce job: resume skips finished experiments, failures are recorded without
+stopping the others, REPORT.md verdicts are computed from the numbers."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -10,13 +11,13 @@ import textwrap
 
 import pytest
 
-from configs import reproduce as reproduce_config
+from transjax.paper.presets import reproduce as reproduce_config
 from transjax.paper import common, report, reproduce
 
 
 @pytest.fixture
 def fake_experiments(tmp_path, monkeypatch):
-  """A module that fails and a name whose module does not exist."""
+  """An experiment module that fails."""
   pkg = tmp_path / "fakepkg"
   pkg.mkdir()
   (pkg / "__init__.py").write_text("")
@@ -33,8 +34,8 @@ def fake_experiments(tmp_path, monkeypatch):
         return ml_collections.ConfigDict({"preset": arg, "shared_dir": "", "data_dir": ""})
   """))
   monkeypatch.syspath_prepend(str(tmp_path))
-  monkeypatch.setitem(reproduce.EXPERIMENTS, "boom", ("fakepkg.boom", "fakepkg.boom_config"))
-  monkeypatch.setitem(reproduce.EXPERIMENTS, "absent", ("fakepkg.absent", "fakepkg.boom_config"))
+  monkeypatch.setitem(reproduce.EXPERIMENTS, "boom", (importlib.import_module("fakepkg.boom"),
+                                                      importlib.import_module("fakepkg.boom_config")))
   yield
   for m in [m for m in sys.modules if m.startswith("fakepkg")]:
     del sys.modules[m]
@@ -42,19 +43,18 @@ def fake_experiments(tmp_path, monkeypatch):
 
 def test_reproduce_resumes_and_records_failures(tmp_path, fake_experiments):
   config = reproduce_config.get_config("smoke")
-  config.experiments = ("boom", "gradient_variation", "absent")
+  config.experiments = ("boom", "gradient_variation")
   config.sources = ("mnist",)
   workdir = str(tmp_path / "run")
   out = reproduce.run(config, workdir)
   status = {s["name"]: s for s in out["statuses"]}
   assert status["gradient_variation"]["status"] == "done"
   assert status["boom"]["status"] == "failed" and "boom on purpose" in status["boom"]["error"]
-  assert status["absent"]["status"] == "missing"
-  assert sorted(out["failed"]) == ["absent", "boom"]
+  assert out["failed"] == ["boom"]
   done = os.path.join(workdir, "gradient_variation", "done.json")
   mtime = os.path.getmtime(done)
   text = open(out["report"]).read()
-  assert "boom on purpose" in text and "**Missing**" in text
+  assert "boom on purpose" in text and "**Failed**" in text
   assert "Fig 6" in text and "gradient_variation/gradient_variation.png" in text
 
   out2 = reproduce.run(config, workdir)   # the second call must not retrain
@@ -103,3 +103,10 @@ def test_reproduce_configs_load():
     c = reproduce_config.get_config("smoke")
     c.experiments = ("nope",)
     reproduce.run(c, "/tmp/never_used_reproduce_dir")
+
+
+def test_report_paths_are_machine_independent(tmp_path):
+  text = (f"train: idx:{tmp_path}/data/mnist (stand-in); run {tmp_path}/run/sources/mnist; "
+          "other /elsewhere/x")
+  out = report.machine_independent(text, str(tmp_path / "run"), str(tmp_path / "data"))
+  assert out == "train: idx:<data_dir>/mnist (stand-in); run sources/mnist; other /elsewhere/x"

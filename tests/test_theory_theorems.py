@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from configs import theory as theory_config
+from theory import presets as theory_config
 from theory import sweep, tasks, theorems
 from theory.errors import (ConfigError, LabelRangeError, MemoryBudgetError, MissingDataError,
                            OffSphereError, SingularGramError)

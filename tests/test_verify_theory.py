@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from configs import theory as theory_config
+from theory import presets as theory_config
 from theory import sweep
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]

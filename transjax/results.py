@@ -34,8 +34,27 @@ def ensure_workdir(workdir: str) -> str:
   return path
 
 
+def finished_with(folder: str, config: Any, *, record: str = "config.json",
+                  key: str | None = None) -> bool:
+  """True when `folder` has finished (results.json) with exactly `config`.
+
+  The config it ran with is read from `record` in the folder (or that file's field `key`);
+  a run, an experiment or a reproduce step is reused only then.
+  """
+  record_path = os.path.join(folder, record)
+  if not (os.path.exists(os.path.join(folder, "results.json")) and os.path.exists(record_path)):
+    return False
+  recorded = read_json(record_path)
+  if key is not None:
+    recorded = recorded.get(key)
+  return recorded == to_jsonable(config)
+
+
 def to_jsonable(value: Any) -> Any:
-  """numpy/jax scalars and arrays, tuples and ConfigDicts to plain JSON types."""
+  """numpy/jax scalars and arrays, tuples and ConfigDicts to plain JSON types.
+
+  A non-finite float becomes null, as in every JSON file transjax and theory write.
+  """
   if hasattr(value, "to_dict"):
     value = value.to_dict()
   if isinstance(value, Mapping):
@@ -47,7 +66,7 @@ def to_jsonable(value: Any) -> Any:
   if isinstance(value, np.generic):
     return value.item()
   if isinstance(value, float) and not np.isfinite(value):
-    return str(value)
+    return None
   return value
 
 

@@ -17,8 +17,8 @@ from flax import nnx
 from transjax import checkpoint as ckpt
 from transjax import functional
 from transjax import weights as weights_lib
-from transjax.data import Dataset, batching, transforms
-from transjax.data.run_data import load_data
+from transjax.data import Dataset, batching
+from transjax.data.run_data import load_data, sample_batch
 
 
 @dataclasses.dataclass
@@ -36,10 +36,7 @@ class LoadedRun:
 
   def batch(self, split: str = "train", n: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
     """A fixed sample set of `n` examples (stratified, seeded) as one batch."""
-    ds = self.train_data if split == "train" else self.test_data
-    if n < len(ds):
-      ds = transforms.subset_total(ds, n, seed)
-    return {"image": np.asarray(ds.images, np.float32), "label": ds.labels.astype(np.int32)}
+    return sample_batch(self.train_data if split == "train" else self.test_data, n, seed)
 
   @property
   def name(self) -> str:

@@ -364,3 +364,15 @@ def sequential_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapp
 def layer_mask(params: Any, layer: str | Sequence[str] | None) -> Any:
   """`params.mask_for` with the empty-mask check (UnknownLayerError lists valid layers)."""
   return resolve_mask(params, params_lib.mask_for(params, layer))
+
+
+def grid_stats(losses: np.ndarray, center: float) -> dict[str, float]:
+  """Flatness / smoothness of a 2-D grid: mean and max increase over the centre, range,
+  roughness (mean |discrete Laplacian|)."""
+  a = np.asarray(losses, np.float64)
+  lap = (a[2:, 1:-1] + a[:-2, 1:-1] + a[1:-1, 2:] + a[1:-1, :-2] - 4 * a[1:-1, 1:-1])
+  return {"center": float(center), "mean_increase": float(np.nanmean(a - center)),
+          "max_increase": float(np.nanmax(a - center)),
+          "range": float(np.nanmax(a) - np.nanmin(a)),
+          "roughness": float(np.nanmean(np.abs(lap))) if lap.size else 0.0,
+          "nan_count": int(np.sum(~np.isfinite(a)))}

@@ -13,7 +13,7 @@ import numpy as np
 
 from transjax import config as config_lib
 from transjax.data import spec as data_spec
-from transjax.data import transforms
+from transjax.data import batching, transforms
 from transjax.data.dataset import Dataset
 
 
@@ -58,3 +58,13 @@ def load_data(config: ml_collections.ConfigDict) -> RunData:
   else:
     mean = std = None
   return RunData(train, test, mean, std)
+
+
+def sample_batch(ds: Dataset, n: int, seed: int = 0, *, mean=None,
+                 std=None) -> dict[str, np.ndarray]:
+  """A fixed sample set of `n` examples (stratified, seeded) as one batch at the model's
+  input: float32, normalised by `mean`/`std` as in training (the paper's 256 samples)."""
+  if n < len(ds):
+    ds = transforms.subset_total(ds, n, seed)
+  return {"image": batching.prepare_images(ds.images, mean, std),
+          "label": ds.labels.astype(np.int32)}

@@ -110,10 +110,8 @@ def use_compilation_cache(directory: str) -> None:
 
 def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes, or reuses a finished) run; returns its results.json."""
-  path = os.path.join(workdir, "results.json")
-  if os.path.exists(path) and os.path.exists(os.path.join(workdir, "config.json")):
-    if results_lib.read_json(os.path.join(workdir, "config.json")) == results_lib.to_jsonable(config):
-      return results_lib.read_json(path)
+  if results_lib.finished_with(workdir, config):
+    return results_lib.read_json(os.path.join(workdir, "results.json"))
   return train.train(config, workdir)
 
 

@@ -26,9 +26,7 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import gradients
-from transjax.paper import common
-from transjax.paper import gradient_variation as gv
-from transjax.paper import minima
+from transjax.paper import common, pairs
 
 FIGURES = ("gradient_histogram.png", "gradient_projection.png", "gradient_scale.png")
 ELEMENTS = ("Fig 7",)
@@ -50,7 +48,7 @@ def _plots(stats: dict[str, dict[str, Any]], layer: str, workdir: str) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
-  dirs = gv.pair_runs(config)
+  dirs = pairs.pair_runs(config)
   stats = {}
   for init, d in dirs.items():
     r = runs_lib.load_run(d, "init")
@@ -79,7 +77,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 f"{s['scale_spread']:.3g} | "
                 + ", ".join(f"{n:.3g}" for n in s["scale"]["norms"]) + " |")
   rows += ["", f"layer {config.layer}; {config.num_samples} samples; at initialisation."]
-  results = {"elements": list(ELEMENTS), "data": minima.data_notes(dirs),
+  results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs),
              "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,
              "layer": config.layer, "stats": stats, "run_dirs": dirs}
   return common.write_results(workdir, results, claims(results))
@@ -119,6 +117,6 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  gv.validate(config)
+  pairs.validate(config)
   if config.num_samples < 1 or config.top_directions < 1:
     raise ValueError("paper_gradient_stats: num_samples >= 1, top_directions >= 1.")

@@ -24,9 +24,7 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import landscape
-from transjax.paper import common
-from transjax.paper import gradient_variation as gv
-from transjax.paper import minima
+from transjax.paper import common, pairs
 
 FIGURES = ("landscapes_at_init.png", "convergence.png")
 ELEMENTS = ("Fig 5", "Fig 12-13 (App. B.4)")
@@ -46,7 +44,7 @@ def steps_to_threshold(curve: list[tuple[int, float]], threshold: float) -> int 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
-  dirs = gv.pair_runs(config)
+  dirs = pairs.pair_runs(config)
   per_layer: dict[str, dict[str, Any]] = {}
   panels = []
   layers: list[str] = []
@@ -58,7 +56,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
                                    mask=landscape.layer_mask(r.params, layer),
                                    resolution=config.resolution, eta=config.eta)
-      stats = minima.landscape_stats(res.losses, res.center_loss)
+      stats = landscape.grid_stats(res.losses, res.center_loss)
       per_layer.setdefault(layer, {})[init] = stats
       panels.append((f"{layer} ({init})", {"axes": res.axes, "losses": res.losses}))
   # Order the panels layer by layer: random | pretrained side by side.
@@ -90,7 +88,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   rows.append("")
   rows.append(f"{config.resolution}x{config.resolution} grids, eta {config.eta}, "
               f"{config.num_samples} samples, contours every {spacing:g}.")
-  results = {"elements": list(ELEMENTS), "data": minima.data_notes(dirs),
+  results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs),
              "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,
              "layers": layers, "lower_layers": layers[:config.lower_layers],
              "per_layer": per_layer, "convergence": convergence, "threshold": threshold,
@@ -136,6 +134,6 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  gv.validate(config)
+  pairs.validate(config)
   if config.resolution < 3 or not config.eta > 0 or config.lower_layers < 1:
     raise ValueError("paper_init_landscapes: resolution >= 3, eta > 0, lower_layers >= 1.")

@@ -26,7 +26,6 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
 from transjax.paper import sources
-from transjax.paper import transfer_targets
 
 ELEMENTS = ("Fig 8a", "Fig 8b", "Fig 8c", "Fig 8d")
 FIGURES = ("fig8a_inputs.png", "fig8b_labels.png")
@@ -108,7 +107,7 @@ def layer_groups(per_layer: dict[str, float]) -> dict[str, float]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
-  shared = transfer_targets.shared_dir_of(config, workdir)
+  shared = sources.shared_dir_of(config, workdir)
   common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   names = tuple(config.inputs.sources) + tuple(config.labels.sources)
   source_dirs = {n: sources.ensure_source(n, config.preset, shared, data_dir=config.data_dir)

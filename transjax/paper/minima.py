@@ -22,32 +22,10 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import hessian, landscape
-from transjax.paper import common
-from transjax.paper import gradient_variation as gv
+from transjax.paper import common, pairs
 
 FIGURES = ("hessian_eigenvalues.png", "landscape_minima.png")
 ELEMENTS = ("Fig 3", "Fig 10")
-
-
-def landscape_stats(losses: np.ndarray, center: float) -> dict[str, float]:
-  """Flatness / smoothness of a 2-D grid: mean and max increase over the centre, range,
-  roughness (mean |discrete Laplacian|)."""
-  a = np.asarray(losses, np.float64)
-  lap = (a[2:, 1:-1] + a[:-2, 1:-1] + a[1:-1, 2:] + a[1:-1, :-2] - 4 * a[1:-1, 1:-1])
-  return {"center": float(center), "mean_increase": float(np.nanmean(a - center)),
-          "max_increase": float(np.nanmax(a - center)),
-          "range": float(np.nanmax(a) - np.nanmin(a)),
-          "roughness": float(np.nanmean(np.abs(lap))) if lap.size else 0.0,
-          "nan_count": int(np.sum(~np.isfinite(a)))}
-
-
-def data_notes(run_dirs: dict[str, str]) -> list[str]:
-  out = []
-  for init, d in run_dirs.items():
-    info = results_lib.read_json(os.path.join(d, "run.json"))
-    out.append(f"{init}: train {info['data']['train']}; test {info['data']['test']} "
-               f"(init: {info['init']})")
-  return out
 
 
 # --------------------------------------------------------------------------- experiment
@@ -55,7 +33,7 @@ def data_notes(run_dirs: dict[str, str]) -> list[str]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
-  dirs = gv.pair_runs(config)
+  dirs = pairs.pair_runs(config)
   eig, land, finals = {}, {}, {}
   for init, d in dirs.items():
     r = runs_lib.load_run(d, "final")
@@ -66,7 +44,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
                                  resolution=config.resolution, eta=config.eta)
     land[init] = {"axes": [a.tolist() for a in res.axes], "losses": res.losses.tolist(),
-                  "stats": landscape_stats(res.losses, res.center_loss),
+                  "stats": landscape.grid_stats(res.losses, res.center_loss),
                   "seconds": res.seconds, "lanczos_converged": bool(top.converged)}
     finals[init] = results_lib.read_json(os.path.join(d, "results.json"))["final"]
   plotting.eigenvalue_bars(os.path.join(workdir, FIGURES[0]), eig,
@@ -86,7 +64,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   rows.append(f"top-{config.top_k} eigenvalues (Lanczos) on {config.num_samples} samples; "
               f"{config.resolution}x{config.resolution} grid, eta {config.eta}, contours every "
               f"{spacing:g}.")
-  results = {"elements": list(ELEMENTS), "data": data_notes(dirs), "summary": "\n".join(rows),
+  results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs), "summary": "\n".join(rows),
              "figures": list(FIGURES), "preset": config.preset, "eigenvalues": eig,
              "landscape": {k: {"stats": v["stats"], "seconds": v["seconds"]}
                            for k, v in land.items()},
@@ -126,6 +104,6 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  gv.validate(config)
+  pairs.validate(config)
   if config.top_k < 1 or config.resolution < 3 or not config.eta > 0 or config.num_samples < 1:
     raise ValueError("paper_minima: top_k >= 1, resolution >= 3, eta > 0, num_samples >= 1.")

@@ -17,7 +17,7 @@ import numpy as np
 from transjax import plotting
 from transjax import results as results_lib
 from transjax.paper import common
-from transjax.paper import transfer_targets
+from transjax.paper import sources
 
 ELEMENTS = ("Fig 9",)
 FIGURES = ("fig9_pretrain_epochs.png",)
@@ -61,7 +61,7 @@ def check_steps(config: ml_collections.ConfigDict) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   check_steps(config)
-  shared = transfer_targets.shared_dir_of(config, workdir)
+  shared = sources.shared_dir_of(config, workdir)
   common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   pre_dir = os.path.join(workdir, "pretrain")
   pre = common.train_run(pretrain_config(config), pre_dir)

@@ -35,12 +35,24 @@ def _fmt_time(seconds: float | None) -> str:
   return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def machine_independent(text: str, workdir: str, data_dir: str = "") -> str:
+  """`text` with paths under `workdir` relative to it and paths under `data_dir` written
+  `<data_dir>/...`, so a report reads the same on any machine."""
+  for root, name in ((data_dir, "<data_dir>"), (workdir, "")):
+    if root:
+      root = os.path.abspath(root).rstrip("/") + "/"
+      text = text.replace(root, f"{name}/" if name else "")
+  return text
+
+
 def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
-                 total_wall_s: float | None = None) -> str:
+                 total_wall_s: float | None = None, data_dir: str = "") -> str:
   """Writes `<workdir>/REPORT.md` from the experiments' results.json; returns its path.
 
+  Paths in it are relative to `workdir`, or to `data_dir` (see `machine_independent`).
+
   `statuses`: one dict per experiment in order, with keys name, module, status ("done",
-  "skipped" (finished earlier), "failed", "missing"), wall_time_s, error.
+  "skipped" (finished earlier), "failed"), wall_time_s, error.
   """
   meta = results_lib.run_metadata()
   per_exp: list[tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, str]]]] = []
@@ -58,7 +70,7 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
     all_claims += [(st["name"], c) for c in claims]
 
   counts = {v: sum(c["verdict"] == v for _, c in all_claims) for v in common.VERDICTS}
-  bad = [st for st, _, _ in per_exp if st["status"] in ("failed", "missing")]
+  bad = [st for st, _, _ in per_exp if st["status"] == "failed"]
   lines = [f"# Reproduction report: preset `{preset}`", "",
            "Towards Understanding the Transferability of Deep Representations — "
            "a JAX/Flax reimplementation (transjax).", "",
@@ -68,7 +80,7 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
            f"- total wall time of this call: {_fmt_time(total_wall_s)}",
            f"- claims: {counts[common.REPRODUCED]} reproduced, {counts[common.PARTLY]} partly "
            f"reproduced, {counts[common.NOT_REPRODUCED]} not reproduced"
-           + (f"; **{len(bad)} experiment(s) failed or missing**: "
+           + (f"; **{len(bad)} experiment(s) failed**: "
               + ", ".join(st["name"] for st in bad) if bad else ""), "",
            "Verdicts are computed by each experiment's `claims()` from our numbers: all checks "
            "hold → reproduced, some → partly, none → not reproduced. *Why* names the "
@@ -88,9 +100,6 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
                  f"{_fmt_time(st.get('wall_time_s'))} | {st.get('commit') or '—'} |")
   for st, results, claims in per_exp:
     lines += ["", f"## {st['name']}", ""]
-    if st["status"] == "missing":
-      lines.append(f"**Missing**: {st.get('error') or 'module ' + st['module'] + ' not found'}.")
-      continue
     if st["status"] == "done" and results is None:
       lines.append(f"Preparatory step (no paper element), done in {_fmt_time(st.get('wall_time_s'))}.")
       continue
@@ -113,5 +122,5 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
                    f"**{c['verdict']}** | {_cell(c.get('why', ''))} |")
   path = os.path.join(workdir, "REPORT.md")
   with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write(machine_independent("\n".join(lines) + "\n", workdir, data_dir))
   return path

@@ -2,8 +2,9 @@
 
     run(get_config("smoke"), "runs/smoke")
 
-Each experiment runs into `<workdir>/<name>/` with its own config (configs/paper_<name>.py,
-or configs/theory.py for the theory section) at the preset named in `config.presets`;
+Each experiment runs into `<workdir>/<name>/` with its own presets
+(transjax/paper/presets/<name>.py, or theory/presets.py for the theory section; the
+configs/ files of the binaries re-export them) at the preset named in `config.presets`;
 the shared sources and fine-tuning pairs live in `<workdir>/sources/`. An experiment that
 finished writes `done.json` (wall time, config) and is skipped by later calls with the same
 config; an interrupted one resumes because its training runs resume. A failing experiment
@@ -14,65 +15,53 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib
 import os
 import time
 import traceback
+from types import ModuleType
 from typing import Any
 
 import jax
 import ml_collections
 from absl import logging
 
+from theory import presets as theory_presets
 from transjax import results as results_lib
-from transjax.paper import common, report, sources
+from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
+                            inputs_labels, minima, presets, pretrain_epochs, report, sources,
+                            theory_section, transfer_targets, tsne_weights)
 
-# name -> (experiment module, config module)
-EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "transfer_targets": ("transjax.paper.transfer_targets", "configs.paper_transfer_targets"),
-    "inputs_labels": ("transjax.paper.inputs_labels", "configs.paper_inputs_labels"),
-    "pretrain_epochs": ("transjax.paper.pretrain_epochs", "configs.paper_pretrain_epochs"),
-    "minima": ("transjax.paper.minima", "configs.paper_minima"),
-    "tsne_weights": ("transjax.paper.tsne_weights", "configs.paper_tsne_weights"),
-    "init_landscapes": ("transjax.paper.init_landscapes", "configs.paper_init_landscapes"),
-    "gradient_variation": ("transjax.paper.gradient_variation",
-                           "configs.paper_gradient_variation"),
-    "gradient_stats": ("transjax.paper.gradient_stats", "configs.paper_gradient_stats"),
-    "theory": ("transjax.paper.theory_section", "configs.theory"),
+# name -> (experiment module, its presets: a module with get_config(preset))
+EXPERIMENTS: dict[str, tuple[ModuleType, ModuleType]] = {
+    "transfer_targets": (transfer_targets, presets.transfer_targets),
+    "inputs_labels": (inputs_labels, presets.inputs_labels),
+    "pretrain_epochs": (pretrain_epochs, presets.pretrain_epochs),
+    "minima": (minima, presets.minima),
+    "tsne_weights": (tsne_weights, presets.tsne_weights),
+    "init_landscapes": (init_landscapes, presets.init_landscapes),
+    "gradient_variation": (gradient_variation, presets.gradient_variation),
+    "gradient_stats": (gradient_stats, presets.gradient_stats),
+    "theory": (theory_section, theory_presets),
 }
-
-
-class MissingExperimentError(ImportError):
-  """An experiment's module or config file is not in this checkout."""
 
 
 @dataclasses.dataclass
 class Status:
   name: str
   module: str
-  status: str = "pending"     # done | skipped | failed | missing
+  status: str = "pending"     # done | skipped | failed
   wall_time_s: float | None = None
   error: str = ""
   commit: str | None = None   # the commit the experiment ran at
 
 
-def _import(name: str) -> Any:
-  try:
-    return importlib.import_module(name)
-  except ModuleNotFoundError as e:
-    if e.name and (name == e.name or name.startswith(e.name + ".")):
-      raise MissingExperimentError(f"{name} is not in this checkout") from e
-    raise
-
-
 def experiment_config(name: str, preset: str, shared_dir: str,
-                      data_dir: str) -> tuple[Any, ml_collections.ConfigDict]:
+                      data_dir: str) -> tuple[ModuleType, ml_collections.ConfigDict]:
   """(module, config) of experiment `name` at `preset`, pointed at the shared dirs."""
   if name not in EXPERIMENTS:
     raise ValueError(f"Unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}.")
-  module_name, config_name = EXPERIMENTS[name]
-  module = _import(module_name)
-  config = _import(config_name).get_config(preset)
+  module, preset_module = EXPERIMENTS[name]
+  config = preset_module.get_config(preset)
   if "shared_dir" in config:
     config.shared_dir = shared_dir
   if data_dir:
@@ -86,24 +75,18 @@ def experiment_config(name: str, preset: str, shared_dir: str,
 def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
              workdir: str) -> Status:
   preset = config.presets.get(name, config.preset)
-  st = Status(name, EXPERIMENTS.get(name, ("?", "?"))[0])
+  st = Status(name, EXPERIMENTS[name][0].__name__)
   exp_dir = os.path.join(workdir, name)
   try:
     module, cfg = experiment_config(name, preset, shared_dir, config.data_dir)
-  except MissingExperimentError as e:
-    st.status, st.error = "missing", str(e)
-    return st
   except Exception as e:  # pylint: disable=broad-except
     st.status, st.error = "failed", f"config: {type(e).__name__}: {e}"
     return st
   done_path = os.path.join(exp_dir, "done.json")
-  cfg_json = results_lib.to_jsonable(cfg)
-  if os.path.exists(done_path):
+  if results_lib.finished_with(exp_dir, cfg, record="done.json", key="config"):
     done = results_lib.read_json(done_path)
-    if done.get("config") == cfg_json and os.path.exists(os.path.join(exp_dir, "results.json")):
-      st.status, st.wall_time_s = "skipped", done.get("wall_time_s")
-      st.commit = done.get("commit")
-      return st
+    st.status, st.wall_time_s, st.commit = "skipped", done.get("wall_time_s"), done.get("commit")
+    return st
   os.makedirs(exp_dir, exist_ok=True)
   start = time.time()
   try:
@@ -118,7 +101,8 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
   st.status, st.wall_time_s = "done", time.time() - start
   st.commit = results_lib.git_commit()
   results_lib.write_json(done_path, {
-      "wall_time_s": st.wall_time_s, "commit": st.commit, "preset": preset, "config": cfg_json,
+      "wall_time_s": st.wall_time_s, "commit": st.commit, "preset": preset,
+      "config": results_lib.to_jsonable(cfg),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
   if os.path.exists(os.path.join(exp_dir, "failed.json")):
     os.remove(os.path.join(exp_dir, "failed.json"))
@@ -128,7 +112,7 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the preset's experiments into `workdir` and writes REPORT.md.
 
-  Returns {"statuses": [...], "report": path, "failed": [names failed or missing]}.
+  Returns {"statuses": [...], "report": path, "failed": [names of failed experiments]}.
   """
   t0 = time.time()
   unknown = [n for n in config.experiments if n not in EXPERIMENTS]
@@ -172,11 +156,12 @@ def _run_all(config: ml_collections.ConfigDict, workdir: str, t0: float) -> dict
                  f" in {st.wall_time_s:.1f} s" if st.wall_time_s is not None else "",
                  f" ({st.error})" if st.error else "")
   dicts = [dataclasses.asdict(s) for s in statuses]
-  path = report.write_report(workdir, dicts, config.preset, total_wall_s=time.time() - t0)
+  path = report.write_report(workdir, dicts, config.preset, total_wall_s=time.time() - t0,
+                             data_dir=config.data_dir or os.environ.get("TRANSJAX_DATA_DIR", ""))
   results_lib.write_json(os.path.join(workdir, "reproduce.json"), {
       "preset": config.preset, "statuses": dicts, "wall_time_s": time.time() - t0,
       **results_lib.run_metadata()})
-  failed = [s.name for s in statuses if s.status in ("failed", "missing")]
+  failed = [s.name for s in statuses if s.status == "failed"]
   logging.info("Wrote %s (%.0f s). %s", path, time.time() - t0,
-               f"Failed or missing: {failed}" if failed else "All experiments finished.")
+               f"Failed: {failed}" if failed else "All experiments finished.")
   return {"statuses": dicts, "report": path, "failed": failed}

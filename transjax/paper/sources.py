@@ -22,6 +22,7 @@ import os
 
 import ml_collections
 
+from transjax import config as config_lib
 from transjax.config import data_spec, training_defaults
 from transjax.paper import common
 
@@ -61,7 +62,14 @@ def _smoke(name: str) -> ml_collections.ConfigDict:
   return c
 
 
-def _mnist_like(name: str, dataset: str, extra: tuple[str, ...], full: bool) -> ml_collections.ConfigDict:
+def lenet_digits_config(name: str, dataset: str, extra: tuple[str, ...] = (), *,
+                        full: bool = False) -> ml_collections.ConfigDict:
+  """LeNet-5 pretrained on an MNIST-format dataset (28x28 grey): the digit sources.
+
+  quick: 10,000 training images (1,000 per class), 3 epochs; full: the paper's protocol
+  (Appendix A), all 60,000 images, 100 epochs, batch 64, lr 0.01, momentum 0.9, weight
+  decay 5e-4. `extra` transforms apply to both splits (e.g. "upside_down").
+  """
   c = _lenet(name, 28, 1)
   subset = () if full else ("per_class:1000",)
   c.data.train = data_spec(dataset, "train", subset + extra)
@@ -81,12 +89,9 @@ def _cifar(name: str, colour: bool, full: bool) -> ml_collections.ConfigDict:
   labels = ("colour_labels:4",) if colour else ()
   if full:
     # The paper: ResNet-50 on Caltech-101 with real vs colour-of-upper-part labels.
-    c.model.name = "resnet50"
-    c.model.input_size = 224
+    config_lib.resnet50_protocol(c, fine_tune_epochs=None)
     c.data.train = data_spec("caltech101", "train", labels)
     c.data.test = data_spec("caltech101", "test", labels)
-    c.data.normalize = "imagenet"
-    c.batch_size = 32
     c.num_epochs = 100
     c.log_every, c.eval_every, c.checkpoint_every = 100, 2000, 2000
     return c
@@ -109,12 +114,17 @@ def source_config(name: str, preset: str) -> ml_collections.ConfigDict:
     return _smoke(name)
   full = preset == "full"
   if name == "mnist":
-    return _mnist_like(name, "mnist", (), full)
+    return lenet_digits_config(name, "mnist", full=full)
   if name == "mnist_upside_down":
-    return _mnist_like(name, "mnist", ("upside_down",), full)
+    return lenet_digits_config(name, "mnist", ("upside_down",), full=full)
   if name == "fashion_mnist":
-    return _mnist_like(name, "fashion_mnist", (), full)
+    return lenet_digits_config(name, "fashion_mnist", full=full)
   return _cifar(name, name == "cifar_colour", full)
+
+
+def shared_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Where an experiment's shared sources live: config.shared_dir, else `<workdir>/sources`."""
+  return config.shared_dir or os.path.join(workdir, "sources")
 
 
 def ensure_source(name: str, preset: str, shared_dir: str, *, data_dir: str = "") -> str:

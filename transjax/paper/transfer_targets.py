@@ -77,10 +77,6 @@ def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, st
   return run_dir, f"shared source {config.source!r} ({config.preset}) at {run_dir}"
 
 
-def shared_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
-  return config.shared_dir or os.path.join(workdir, "sources")
-
-
 # ----------------------------------------------------------------------------- run
 
 
@@ -93,8 +89,8 @@ def _curve(run_dir: str, key: str) -> tuple[list[int], list[float]]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains every (target, mode, seed) run (resuming), writes results.json and figures."""
   workdir = results_lib.ensure_workdir(workdir)
-  common.use_compilation_cache(os.path.join(shared_dir_of(config, workdir), "jax_cache"))
-  init_from, source_note = _source(config, shared_dir_of(config, workdir))
+  common.use_compilation_cache(os.path.join(sources.shared_dir_of(config, workdir), "jax_cache"))
+  init_from, source_note = _source(config, sources.shared_dir_of(config, workdir))
   table: dict[str, dict[str, dict[str, list]]] = {}
   data: dict[str, str] = {}
   for (target, mode, seed), c in training_configs(config, init_from).items():

@@ -25,8 +25,7 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import embedding
-from transjax.paper import common
-from transjax.paper import gradient_variation as gv
+from transjax.paper import common, pairs
 
 FIGURES = ("tsne_weights.png",)
 ELEMENTS = ("Fig 4",)
@@ -40,7 +39,7 @@ def _source_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
       raise ValueError(f"config.source_weights_by_name needs one file per source "
                        f"{tuple(config.sources)}, got {files}.")
     return dict(zip(config.sources, files))
-  return {name: gv.source_for(config.preset, config.shared_dir, config.data_dir, name=name)
+  return {name: pairs.source_for(config.preset, config.shared_dir, config.data_dir, name=name)
           for name in config.sources}
 
 
@@ -54,10 +53,10 @@ def run_configs(config: ml_collections.ConfigDict, source_paths: dict[str, str]
   for target in config.targets:
     for init in (*config.sources, RANDOM):
       kind = RANDOM if init == RANDOM else "pretrained"
-      cfg = gv.target_config(target, kind, config.preset, source_paths.get(init, ""),
+      cfg = pairs.target_config(target, kind, config.preset, source_paths.get(init, ""),
                              data_dir=config.data_dir)
       tag = "" if init in (RANDOM, config.source) else f"_from_{init}"
-      out.append((target, init, cfg, gv.pair_dir(config.shared_dir, target, kind, tag)))
+      out.append((target, init, cfg, pairs.pair_dir(config.shared_dir, target, kind, tag)))
   return out
 
 
@@ -86,7 +85,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   paths = _source_paths(config)
   targets, inits, weights, data = [], [], [], []
   for target, init, cfg, run_dir in run_configs(config, paths):
-    gv.ensure_target_run(cfg, run_dir, config.preset)
+    pairs.ensure_target_run(cfg, run_dir, config.preset)
     r = runs_lib.load_run(run_dir, "final")
     targets.append(target)
     inits.append(init)

@@ -1,0 +1,29 @@
+r"""Fig 7: gradient histograms, weight projection on gradient singular directions, gradient
+scale per layer (taps); pretrained vs random initialisation, at the start of fine-tuning.
+
+    python -m experiments.paper_gradient_stats --config=configs/paper_gradient_stats.py:quick \
+        --workdir=runs/gradient_stats
+
+Presets:
+  smoke: built-in data, 64 samples.
+  quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN), 256 samples,
+         histogram of conv2 (the paper: the 25th layer of ResNet-50).
+  full:  ResNet-50 from ImageNet weights vs scratch on CUB-200 (TFDS caltech_birds2011).
+"""
+
+from transjax.paper.pairs import pair_fields
+from transjax import cli
+
+
+def _make(preset):
+  c = pair_fields(preset, "caltech_birds2011")
+  c.num_samples = 64 if preset == "smoke" else 256
+  c.layer = "layer3/0/conv2" if preset == "full" else "conv2"   # histogram / SVD layer
+  c.top_directions = 5          # singular directions averaged in the projection claim
+  c.bins = 60
+  return c
+
+
+def get_config(arg=None):
+  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "full")},
+                    __file__)

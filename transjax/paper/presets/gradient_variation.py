@@ -1,0 +1,22 @@
+r"""Fig 6 + Fig 11: loss variation along the gradient during training, pretrained vs random.
+
+    python -m experiments.paper_gradient_variation \
+        --config=configs/paper_gradient_variation.py:quick --workdir=runs/gradient_variation
+
+Presets (the measurement settings per preset are in
+transjax/paper/gradient_variation.py:variation_settings, shared by the target pair):
+  smoke: built-in data; every 10 steps, 8 points along the gradient, 64 samples.
+  quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN); every 20
+         steps, 20 points, 256 samples.
+  full:  ResNet-50 from ImageNet weights vs scratch on CUB-200 (TFDS caltech_birds2011);
+         100 steps along the gradient (the paper), 256 samples.
+"""
+
+from transjax.paper.pairs import pair_fields
+from transjax import cli
+
+
+def get_config(arg=None):
+  return cli.preset(
+      arg, {p: (lambda p=p: pair_fields(p, "caltech_birds2011")) for p in ("smoke", "quick", "full")},
+      __file__)
