@@ -95,12 +95,6 @@ def test_tfds_equals_idx(data_dir, tmp_path, name, split):
     labels_of = {}
     for image, label in zip(from_idx.images, from_idx.labels):
         labels_of.setdefault(image.tobytes(), set()).add(int(label))
-    if name == "fashion_mnist" and from_tfds.images[0].tobytes() not in labels_of:
-        mnist = data.load("mnist", split, str(data_dir))
-        if from_tfds.images[0].tobytes() in {im.tobytes() for im in mnist.images}:
-            pytest.xfail("shared/data/tfds/fashion_mnist/3.0.1 holds MNIST digit images "
-                         "(its array_record files were prepared from the MNIST files); "
-                         "the loader reads it faithfully")
     for image, label in zip(from_tfds.images, from_tfds.labels):
         assert int(label) in labels_of[image.tobytes()]
 
