@@ -13,7 +13,7 @@ import os
 
 from absl import app
 
-from transjax import cli, plotting
+from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import gradients
@@ -30,7 +30,9 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
 
 
+@workdir_lock.locked()
 def run(config, workdir: str) -> dict:
+  layers = cli.layer_selection(config.layers)  # refuse an empty selection first
   workdir = results_lib.ensure_workdir(workdir)
   protocols = cli.split_csv(config.protocols)
   out = {"config": config.to_dict(), "runs": {}}
@@ -51,7 +53,7 @@ def run(config, workdir: str) -> dict:
         res = gradients.gradient_variation(r.loss_fn, r.params, r.state, batch, protocol=p,
                                            lr=config.lr, step_length=config.step_length,
                                            num_steps=config.num_steps,
-                                           mask=cli.split_csv(config.layers) or None)
+                                           mask=layers)
         per[p]["steps"].append(step)
         for k in ("max_change", "max_abs_change", "grad_predictiveness", "beta_smoothness",
                   "grad_norm"):

@@ -19,7 +19,8 @@ from transjax.paper import reproduce
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/reproduce.py:smoke", "configs/reproduce.py:<smoke|quick|full>.",
     lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<preset>).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<preset>). "
+                                + cli.LOCK_HELP)
 
 
 def main(argv):
