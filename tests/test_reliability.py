@@ -259,14 +259,16 @@ def test_silent_conversions_are_announced_and_an_unfinished_folder_is_reused(
 
 
 def test_estimate_is_logged_after_warm_up_and_progress_shows_time_left(caplog):
-  clock = iter([0.0, 10.0, 11.0, 11.0, 12.0, 12.0, 13.0]).__next__
-  eta = progress.Estimate(1000, "landscape", unit="points", clock=clock)
+  now = [0.0]
+  eta = progress.Estimate(100_000, "landscape", unit="points", clock=lambda: now[0])
   with caplog.at_level("INFO"):
+    now[0] = 10.0
     eta.update(10)             # the first chunk (compilation): the rate starts after it
     assert eta.text() == "ETA unknown"
+    now[0] = 11.0
     eta.update(110)            # 100 points in 1 s
-  assert "about 15 min more at the measured 100 points/s" in caplog.text
-  assert eta.text() == "ETA 15 min"
+  assert "100000 points in all; about 17 min more at the measured 100 points/s" in caplog.text
+  assert eta.text() == "ETA 17 min"
   assert progress.format_seconds(6 * 3600) == "6.0 h"
 
 

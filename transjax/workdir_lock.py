@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator
 from absl import logging
 
 LOCK_NAME = ".transjax.lock"
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 class WorkdirLockedError(RuntimeError):
@@ -110,6 +111,10 @@ def _acquire(path: str) -> int:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
+      if e.errno in _NO_LOCKS:  # a file system without locks must not stop every run
+        logging.warning("%s: the file system does not support locks (%s); running without "
+                        "the one-writer check.", path, e.strerror or e)
+        return fd
       holder = _read_holder(fd)
       os.close(fd)
       if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
