@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags
 
-from transjax import cli, plotting
+from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import gradients
@@ -30,6 +30,7 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER)
 
 
+@workdir_lock.locked()
 def run(config, workdir: str, layer: str | None = None) -> dict:
   workdir = results_lib.ensure_workdir(workdir)
   layer = layer or config.layer

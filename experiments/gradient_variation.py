@@ -11,9 +11,9 @@ grad_predictiveness, beta_smoothness) and gradient_variation_<protocol>.png.
 
 import os
 
-from absl import app
+from absl import app, logging
 
-from transjax import cli, plotting
+from transjax import cli, plotting, progress, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import gradients
@@ -30,15 +30,22 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
 
 
+@workdir_lock.locked()
 def run(config, workdir: str) -> dict:
+  layers = cli.layer_selection(config.layers)  # refuse an empty selection first
   workdir = results_lib.ensure_workdir(workdir)
   protocols = cli.split_csv(config.protocols)
   out = {"config": config.to_dict(), "runs": {}}
+  plan = []  # every (run, steps) first: a run without checkpoints is refused before any work
   for run_dir in cli.split_csv(config.checkpoints):
     steps = (runs_lib.list_checkpoint_steps(run_dir) if config.steps == "all"
              else [int(s) for s in cli.split_csv(config.steps)])
     if not steps:
       raise ValueError(f"{run_dir} has no saved checkpoints to measure.")
+    plan.append((run_dir, steps))
+  eta = progress.Estimate(sum(len(steps) for _, steps in plan), "gradient_variation",
+                          unit="checkpoints")
+  for run_dir, steps in plan:
     per = {p: {"steps": [], "max_change": [], "max_abs_change": [], "grad_predictiveness": [],
                "beta_smoothness": [], "grad_norm": []} for p in protocols}
     data = None
@@ -51,11 +58,14 @@ def run(config, workdir: str) -> dict:
         res = gradients.gradient_variation(r.loss_fn, r.params, r.state, batch, protocol=p,
                                            lr=config.lr, step_length=config.step_length,
                                            num_steps=config.num_steps,
-                                           mask=cli.split_csv(config.layers) or None)
+                                           mask=layers)
         per[p]["steps"].append(step)
         for k in ("max_change", "max_abs_change", "grad_predictiveness", "beta_smoothness",
                   "grad_norm"):
           per[p][k].append(res[k])
+      eta.update(eta.done + 1)
+      logging.info("gradient_variation: %s step %d (%d/%d checkpoints), %s", run_dir, step,
+                   eta.done, eta.total, eta.text())
     out["runs"][run_dir] = {"protocols": per, "data": data}
   for p in protocols:
     plotting.gradient_variation_curves(

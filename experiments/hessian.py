@@ -11,7 +11,7 @@ import os
 
 from absl import app
 
-from transjax import cli, plotting
+from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import hessian
@@ -28,18 +28,21 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
 
 
+@workdir_lock.locked()
 def run(config, workdir: str) -> dict:
   """Measures every run in config.checkpoints; writes results.json (+ a bar plot)."""
+  layers = cli.layer_selection(config.layers)  # refuse an empty selection first
   workdir = results_lib.ensure_workdir(workdir)
   out = {"config": config.to_dict(), "runs": []}
   for run_dir in cli.split_csv(config.checkpoints):
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch,
-                                 mask=cli.split_csv(config.layers) or None)
+                                 mask=layers)
     if config.method == "lanczos":
       top = hessian.lanczos_top_k(op, config.top_k, tol=config.tol,
-                                  max_steps=config.max_steps or None, seed=config.seed)
+                                  max_steps=config.max_steps or None, seed=config.seed,
+                                  log_every=20)
     elif config.method == "power":
       top = hessian.power_iteration_top_k(op, config.top_k, tol=config.tol, seed=config.seed)
     else:

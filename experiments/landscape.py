@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from transjax import cli, plotting
+from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import landscape
@@ -34,6 +34,7 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER, center=_CENTER)
 
 
+@workdir_lock.locked()
 def run(config, workdir: str, layer: str | None = None, center: str | None = None) -> dict:
   """Evaluates the grid around the first run of config.checkpoints; writes the outputs."""
   workdir = results_lib.ensure_workdir(workdir)

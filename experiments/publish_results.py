@@ -15,6 +15,8 @@ import shutil
 
 from absl import app, flags
 
+from transjax import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quick", "The reproduce run folder (with REPORT.md).")
 _DOCS = flags.DEFINE_string("docs", "docs", "Folder for results.md and figures/.")
 
@@ -47,8 +49,8 @@ def publish(workdir: str, docs: str) -> str:
 
 def main(argv):
   del argv
-  print(f"-> {publish(_WORKDIR.value, _DOCS.value)}")
+  print(f"-> {cli.run_or_exit(publish, _WORKDIR.value, _DOCS.value)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -13,7 +13,7 @@ import os
 import jax
 from absl import app
 
-from transjax import cli, plotting
+from transjax import cli, plotting, workdir_lock
 from transjax import params as params_lib
 from transjax import results as results_lib
 from transjax import runs as runs_lib
@@ -31,6 +31,7 @@ def _define_flags():
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
 
 
+@workdir_lock.locked()
 def run(config, workdir: str) -> dict:
   workdir = results_lib.ensure_workdir(workdir)
   run_dirs = cli.split_csv(config.checkpoints)

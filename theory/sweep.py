@@ -207,11 +207,11 @@ class _Measurer:
   """Measures (task, m, seed) once, caching each result in workdir/cache."""
 
   def __init__(self, workdir: pathlib.Path, config: dict[str, Any], total: int):
-    self.cache = workdir / "cache"
-    self.cache.mkdir(parents=True, exist_ok=True)
+    self.cache = workdir / "cache"  # created at the first result, so a failed start leaves none
     self.key = _config_hash(config)
     self.settings = settings_from(config)
     self.total, self.done, self.start = total, 0, time.time()
+    self.measured, self.measured_s = 0, 0.0
     self._kernels: dict[str, theorems.Kernels] = {}
 
   def kernels(self, task: tasks.TaskPair) -> theorems.Kernels:
@@ -224,12 +224,18 @@ class _Measurer:
     self.done += 1
     if path.exists():
       return json.loads(path.read_text())
+    began = time.time()
     result = theorems.measure(task, self.kernels(task), width, seed, self.settings)
+    self.cache.mkdir(parents=True, exist_ok=True)
     _write_json(path, result)
-    logging.info("[%d/%d] %s m=%d seed=%d: thm1 rel.err %.3g, thm2 rel.err %.3g (%.1fs elapsed)",
-                 self.done, self.total, task.name, width, seed,
+    self.measured_s += time.time() - began
+    self.measured += 1
+    # Widths differ in cost, so this is the average so far; cached points cost nothing.
+    left = (self.total - self.done) * self.measured_s / self.measured
+    logging.info("[%d/%d] %s m=%d seed=%d: thm1 rel.err %.3g, thm2 rel.err %.3g (%.1fs elapsed, "
+                 "about %.0fs left)", self.done, self.total, task.name, width, seed,
                  result["theorem1"]["relative_error"], result["theorem2"]["relative_error"],
-                 time.time() - self.start)
+                 time.time() - self.start, left)
     return result
 
 

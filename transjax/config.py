@@ -7,10 +7,13 @@ the key and the allowed values.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
+from absl import logging
 
 from transjax.data import spec as data_spec_lib
 from transjax.models import HEAD_KINDS, MODEL_NAMES
@@ -55,6 +58,7 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.data.normalize = "train"         # train (per-channel stats of the training set) | imagenet | none
   c.data.augment = False             # random crop (pad 4) + horizontal flip
   c.data.max_eval_train = 10000      # training-set examples used for the logged training error
+  c.data.verify_checksums = True     # check local IDX files against their canonical sha256
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 0.01
@@ -118,6 +122,56 @@ def check_keys(config: Mapping[str, Any], defaults: Mapping[str, Any], prefix: s
     is_section = isinstance(default, (Mapping, ml_collections.ConfigDict))
     if is_section and key not in ("train", "test"):
       check_keys(value, default, prefix + key + ".")
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+  """["optim.lr: 0.01 -> 0.05", ...] between two JSON configs (keys added since count)."""
+  if isinstance(old, Mapping) and isinstance(new, Mapping):
+    out = []
+    for key in sorted(set(old) | set(new)):
+      if key not in old and key in ADDED_KEYS and new[key] == ADDED_KEYS[key]:
+        continue  # a key added to the defaults later, at its old behaviour
+      if key not in old or key not in new:
+        out.append(f"{prefix}{key}: {'(absent)' if key not in old else repr(old[key])} -> "
+                   f"{'(absent)' if key not in new else repr(new[key])}")
+      else:
+        out.extend(config_differences(old[key], new[key], f"{prefix}{key}."))
+    return out
+  return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+# Keys added to training_defaults() after runs were made, with the value that behaves as
+# before; a run folder without them still resumes.
+ADDED_KEYS: dict[str, Any] = {"verify_checksums": True}
+
+
+def check_run_folder_config(workdir: str, config_dict: Mapping[str, Any],
+                            finished_steps: list[int]) -> None:
+  """Refuses to resume a run folder that holds a run with another config.
+
+  A folder with no finished step (a start that failed before its first checkpoint) is
+  reusable: its config.json is replaced, with a notice.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    try:
+      old = json.load(f)
+    except ValueError:
+      old = None
+  diff = config_differences(old, dict(config_dict)) if isinstance(old, Mapping) else ["(unreadable)"]
+  if not diff:
+    return
+  shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
+  if not finished_steps:
+    logging.warning("%s held a run that never reached a checkpoint (config differs: %s); "
+                    "starting it afresh with the new config.", workdir, shown)
+    return
+  raise ConfigError(
+      f"{workdir} holds a run with a different config (checkpoints up to step "
+      f"{finished_steps[-1]}; differences: {shown}). Use a new --workdir, run again with the "
+      "same config to resume, or delete the folder to start over.")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -205,8 +205,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
           "load the .npz.") from e
     raw = torch.load(path, map_location="cpu", weights_only=True)
   elif ext == ".npz":
-    with np.load(path, allow_pickle=False) as data:
-      raw = {k: data[k] for k in data.files}
+    try:
+      with np.load(path, allow_pickle=False) as data:
+        raw = {k: data[k] for k in data.files}
+    except ValueError as e:  # pickled object arrays are refused: loading them runs code
+      raise ValueError(f"{path}: cannot be read safely ({e}); save the weights as plain "
+                       "numeric arrays, e.g. np.savez(out, **{name: array}).") from None
   elif ext == ".safetensors":
     try:
       from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel

@@ -40,6 +40,7 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax import sharding
 from transjax import weights as weights_lib
+from transjax import workdir_lock
 from transjax.analysis import deviation as deviation_lib
 from transjax.data import Dataset, batching
 from transjax.data.run_data import load_data
@@ -148,17 +149,19 @@ def _round_up(x: int, k: int) -> int:
 Callback = Any  # has should_run(step) -> bool and __call__(step, params, state) -> dict
 
 
+@workdir_lock.locked()
 def train(config: ml_collections.ConfigDict, workdir: str,
           callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
-  """Trains per `config` into `workdir` (resuming what is there); returns results.json."""
+  """Trains per `config` into `workdir` (resuming what is there); returns results.json.
+
+  The workdir is locked for the call (`transjax.workdir_lock`): a second process on the
+  same folder is refused before anything in it changes.
+  """
   config_lib.validate(config)
   workdir = results_lib.ensure_workdir(workdir)
   config_path = os.path.join(workdir, "config.json")
   config_dict = results_lib.to_jsonable(config)
-  if os.path.exists(config_path) and results_lib.read_json(config_path) != config_dict:
-    raise config_lib.ConfigError(
-        f"{workdir} holds a run with a different config; use a new --workdir or delete it.")
-  results_lib.write_json(config_path, config_dict)
+  config_lib.check_run_folder_config(workdir, config_dict, ckpt.checkpoint_steps(workdir))
 
   data = load_data(config)
   num_steps = num_train_steps(config, len(data.train))
@@ -172,6 +175,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   eval_batch = _round_up(min(config.eval_batch_size, max(len(data.test), 1)), n_dev)
 
   graphdef, params0, state0, init_note = weights_lib.initial_weights(config, data.num_classes)
+  # Written once the data and weights are in hand: a start that fails leaves the folder as
+  # it was (a folder with config.json but no checkpoint is reused anyway).
+  results_lib.write_json(config_path, config_dict)
   results_lib.write_json(os.path.join(workdir, "run.json"), {
       "num_classes": data.num_classes, "num_steps": num_steps, "init": init_note,
       "data": data.describe(), "mean": data.mean, "std": data.std,

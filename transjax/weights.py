@@ -63,7 +63,13 @@ def restore_run_weights(run_dir: str, which: str | int = "final") -> tuple[ml_co
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{run_dir} is not a transjax run folder (no config.json).")
   config = ml_collections.ConfigDict(results_lib.read_json(config_path))
-  num_classes = int(results_lib.read_json(os.path.join(run_dir, "run.json"))["num_classes"])
+  run_json = os.path.join(run_dir, "run.json")
+  if not os.path.exists(run_json):
+    raise FileNotFoundError(
+        f"{run_dir} has config.json but no run.json: that run stopped (or is still) before "
+        "its data and model were set up. Run the training into it again, or point at a "
+        "finished run folder.")
+  num_classes = int(results_lib.read_json(run_json)["num_classes"])
   graphdef, params, state = functional.split(build_from_config(config, num_classes))
   like = {"params": params, "state": state}
   if which == "init":

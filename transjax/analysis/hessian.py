@@ -29,6 +29,7 @@ import numpy as np
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
+from transjax import progress
 from transjax import sharding
 from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 
@@ -314,8 +315,11 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
     floor = 1e-12 * max(np.max(np.abs(theta)), 1e-30)
     state.update(theta=theta[idx], res=res)
     if log_every and steps % log_every == 0:
-      logging.info("lanczos step %d: top %.6g, max rel residual %.3g", steps, theta[idx][0],
-                   np.max(res / np.maximum(np.abs(theta[idx]), floor)))
+      per_step = (time.perf_counter() - start) / steps
+      logging.info("lanczos step %d/%d (at most): top %.6g, max rel residual %.3g, "
+                   "%.2f s/step, at most %s left", steps, max_steps, theta[idx][0],
+                   np.max(res / np.maximum(np.abs(theta[idx]), floor)), per_step,
+                   progress.format_seconds((max_steps - steps) * per_step))
     return bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), floor)))
 
   key = jax.random.key(seed)

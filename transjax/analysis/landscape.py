@@ -27,7 +27,7 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
-from transjax import sharding
+from transjax import progress, sharding
 from transjax.analysis.subset import resolve_mask
 
 PAPER_RESOLUTION = 200
@@ -263,6 +263,7 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
   mesh = sharding.data_mesh() if plan.num_devices > 1 else None
   out = np.empty(num_points, np.float64)
   start = last_log = time.perf_counter()
+  eta = progress.Estimate(num_points, "landscape", unit="points")
   for i in range(plan.num_chunks):
     lo, hi = i * plan.chunk_size, min(num_points, (i + 1) * plan.chunk_size)
     chunk = np.zeros((plan.chunk_size, num_dirs), coeffs.dtype)
@@ -272,8 +273,10 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
       c = sharding.split_leading(c, mesh)
     out[lo:hi] = np.asarray(batched(params, state, batch, directions, c))[:hi - lo]
     now = time.perf_counter()
+    eta.update(hi)  # logs the cost of the whole grid once, after the first chunks
     if now - last_log > log_every_seconds or i == plan.num_chunks - 1:
-      logging.info("landscape: %d/%d points, %.1f points/s", hi, num_points, hi / (now - start))
+      logging.info("landscape: %d/%d points, %.1f points/s, %s", hi, num_points,
+                   hi / (now - start), eta.text())
       last_log = now
   return out, plan, time.perf_counter() - start
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -90,16 +91,23 @@ def verify_checksum(path: str | os.PathLike, expected_sha256: str) -> None:
         raise ChecksumError(
             f"Checksum mismatch for {path}: sha256 is {actual}, expected "
             f"{expected_sha256} (the canonical file). The file is corrupt or not the "
-            "original; replace it with the original download, or pass "
-            "verify_checksums=False to load it anyway.")
+            "original; replace it with the original download, or load it anyway with "
+            "--config.data.verify_checksums=False (verify_checksums=False in a dataset "
+            "spec or in data.load).")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Reads an IDX file (gzip-compressed when the name ends in .gz) into an array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(
+            f"{path} is truncated or corrupt ({type(e).__name__}: {e or 'unexpected end'}); "
+            "replace it with the original download (with checksums on, the default, "
+            "a damaged file is caught by its sha256).") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
     dtype = np.dtype(_IDX_DTYPES[data[2]])

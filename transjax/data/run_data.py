@@ -10,6 +10,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from transjax import config as config_lib
 from transjax.data import spec as data_spec
@@ -45,11 +46,18 @@ def load_data(config: ml_collections.ConfigDict) -> RunData:
     spec = dict(config.data[split])
     if config.data.tfds_data_dir and "tfds_data_dir" not in spec:
       spec["tfds_data_dir"] = config.data.tfds_data_dir
+    if not config.data.get("verify_checksums", True):
+      spec.setdefault("verify_checksums", False)
     # TFDS datasets of natural images come in many sizes; resize them as they are read.
     spec.setdefault("image_size", (size, size))
     ds = data_spec.build(spec, data_dir=data_dir, seed=config.seed)
-    sets.append(transforms.to_model_input(ds, size, size, channels))
-  train, test = sets
+    converted = transforms.to_model_input(ds, size, size, channels)
+    for line in conversion_notices(split, ds, converted):
+      _notice(line)
+    sets.append((ds, converted))
+  (raw_train, train), (raw_test, test) = sets
+  for line in pair_notices(raw_train, raw_test):
+    _notice(line)
   if config.data.normalize == "train":
     mean, std = transforms.channel_stats(train)
   elif config.data.normalize == "imagenet":
@@ -58,6 +66,47 @@ def load_data(config: ml_collections.ConfigDict) -> RunData:
   else:
     mean = std = None
   return RunData(train, test, mean, std)
+
+
+_NOTICED: set[str] = set()  # each notice once per process (a paper experiment trains many runs)
+
+
+def _notice(line: str) -> None:
+  if line not in _NOTICED:
+    _NOTICED.add(line)
+    logging.warning("notice: %s", line)
+
+
+def _shape_text(shape: tuple[int, int, int]) -> str:
+  h, w, c = shape
+  return f"{h}x{w} {'grey' if c == 1 else 'RGB' if c == 3 else f'{c}-channel'}"
+
+
+def conversion_notices(split: str, ds: Dataset, converted: Dataset) -> list[str]:
+  """One line per conversion `to_model_input` applied to `ds` (size, channels), else []."""
+  added = converted.provenance.transforms[len(ds.provenance.transforms):]
+  if not added:
+    return []
+  what = {"grey": "RGB -> grey (luma)", "rgb": "grey -> RGB (channel repeated)"}
+  steps = [what.get(t, t.replace("resize", "resized ").replace("pad", "zero-padded "))
+           for t in added]
+  return [f"data.{split} {ds.name} ({ds.provenance.source}) is {_shape_text(ds.image_shape)}; "
+          f"the model takes {_shape_text(converted.image_shape)}, so it is converted: "
+          f"{', '.join(steps)}. Set config.model.input_size / in_channels, or add "
+          "explicit transforms, to change this."]
+
+
+def pair_notices(train: Dataset, test: Dataset) -> list[str]:
+  """A line when the train and test sets differ in source or image size (before conversion)."""
+  out = []
+  if train.name != test.name or train.provenance.source != test.provenance.source:
+    out.append(f"data.train is {train.name} from {train.provenance.source} but data.test is "
+               f"{test.name} from {test.provenance.source}; the test error measures another "
+               "dataset than the one trained on.")
+  if train.image_shape != test.image_shape:
+    out.append(f"data.train images are {_shape_text(train.image_shape)} but data.test images "
+               f"are {_shape_text(test.image_shape)}; both are converted to the model's input.")
+  return out
 
 
 def sample_batch(ds: Dataset, n: int, seed: int = 0, *, mean=None,

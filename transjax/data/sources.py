@@ -172,12 +172,19 @@ def _local_cifar10(base_split, data_dir: Path):
                 f"seed) (spec transforms 'split_train:0.8' / 'split_test:0.8')")
         raise _NotHere(f"{directory}: no cifar10_*_{base_split}.npz file")
     path = matching[0]
-    with np.load(path, allow_pickle=False) as z:
-        images = np.asarray(z["x"], np.uint8)
-        labels = np.asarray(z["y"]).astype(np.int32)
-        names = tuple(str(c) for c in z["classes"]) if "classes" in z else (
-            "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-            "ship", "truck")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images = np.asarray(z["x"], np.uint8)
+            labels = np.asarray(z["y"]).astype(np.int32)
+            names = tuple(str(c) for c in z["classes"]) if "classes" in z else (
+                "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                "ship", "truck")
+    except ValueError as e:  # e.g. pickled object arrays, refused by allow_pickle=False
+        raise ValueError(f"{path}: cannot be read safely ({e}); store the arrays x, y "
+                         "(and classes) as plain numeric/string arrays, e.g. with np.savez.") from None
+    except KeyError as e:
+        raise ValueError(f"{path}: has no array {e}; a CIFAR-10 .npz holds x (N,32,32,3) "
+                         "uint8, y (N,) and optionally classes.") from None
     return images, labels, names, f"npz:{path}"
 
 

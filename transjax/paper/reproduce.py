@@ -27,6 +27,7 @@ from absl import logging
 
 from theory import presets as theory_presets
 from transjax import results as results_lib
+from transjax import workdir_lock
 from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
                             inputs_labels, minima, presets, pretrain_epochs, report, sources,
                             theory_section, transfer_targets, tsne_weights)
@@ -109,8 +110,22 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
   return st
 
 
+def _run_one_locked(name: str, config: ml_collections.ConfigDict, shared_dir: str,
+                    workdir: str) -> Status:
+  """`_run_one` holding `<workdir>/<name>`; a folder another process holds is a failure."""
+  try:
+    with workdir_lock.hold(os.path.join(workdir, name)):
+      return _run_one(name, config, shared_dir, workdir)
+  except workdir_lock.WorkdirLockedError as e:
+    logging.error("%s: %s", name, e)
+    return Status(name, EXPERIMENTS[name][0].__name__, status="failed", error=str(e))
+
+
+@workdir_lock.locked()
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the preset's experiments into `workdir` and writes REPORT.md.
+
+  Holds the lock of `workdir` (and of each `<workdir>/<name>` while it runs).
 
   Returns {"statuses": [...], "report": path, "failed": [names of failed experiments]}.
   """
@@ -150,7 +165,7 @@ def _run_all(config: ml_collections.ConfigDict, workdir: str, t0: float) -> dict
   n = len(config.experiments)
   for i, name in enumerate(config.experiments, 1):
     logging.info("[%d/%d] %s: starting (%.0f s elapsed)", i, n, name, time.time() - t0)
-    st = _run_one(name, config, shared_dir, workdir)
+    st = _run_one_locked(name, config, shared_dir, workdir)
     statuses.append(st)
     logging.info("[%d/%d] %s: %s%s%s", i, n, name, st.status,
                  f" in {st.wall_time_s:.1f} s" if st.wall_time_s is not None else "",

@@ -28,7 +28,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Override any field, e.g. --config.data_dir=/path/to/data --config.experiments=minima,theory.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder (default runs/<preset>); run again to resume it.")
+    "workdir", None, "Output folder (default runs/<preset>); run again to resume it. "
+    + cli.LOCK_HELP)
 
 
 def _with_preset_names(argv: list[str]) -> list[str]:
