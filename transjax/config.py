@@ -37,12 +37,12 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.name = "run"                     # free text, shown in reports
   c.seed = 0                         # initialisation, data order and subsets
   c.mode = "scratch"                 # scratch | fixed | finetune
-  c.init_from = ""                   # run dir of a pretraining run, or a torchvision .pth/.npz
+  c.init_from = ""                   # run dir, torchvision .pth/.npz, or imagenet:efficientnet_lite0
   c.init_which = "final"             # "final" or a checkpoint step of init_from
   c.new_head = True                  # re-initialise the head `fc` (needed when classes differ)
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "lenet"             # lenet | resnet18 | resnet50 | resnet_tiny
+  c.model.name = "lenet"             # lenet | resnet18 | resnet50 | resnet_tiny | efficientnet_lite0
   c.model.head = "linear"            # linear | mlp (the paper's BN + LeakyReLU 512-unit head)
   c.model.input_size = 28            # images are padded/resized to this square size
   c.model.in_channels = 1            # 1 grey, 3 RGB
