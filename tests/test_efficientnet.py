@@ -353,6 +353,14 @@ def test_missing_unexpected_and_misshaped_tensors_are_named():
           " (flax shape (5, 5, 1, 144))") in msg
 
 
+def test_grey_inputs_cannot_take_the_rgb_stem():
+  model = nnx.eval_shape(lambda: build_model("efficientnet_lite0", 1000, in_channels=1,
+                                             input_size=64))
+  with pytest.raises(WeightMismatchError, match=r"1 problem.*_conv_stem\.weight.*state dict "
+                     r"has \(32, 3, 3, 3\), model expects torch shape \(32, 1, 3, 3\)"):
+    efficientnet_weights.efficientnet_to_flax(state_dict(), model)
+
+
 def test_a_new_head_skips_the_imagenet_classifier():
   model = abstract(10, 64, head="mlp")
   with pytest.raises(WeightMismatchError, match=r"_fc\.fc1\.weight"):

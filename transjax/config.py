@@ -127,7 +127,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail("mode", config.mode, f"one of {MODES}")
   if config.mode in ("fixed", "finetune") and not config.init_from:
     raise ConfigError(f"config.mode = {config.mode!r} needs config.init_from "
-                      "(a pretraining run dir or a torchvision weights file).")
+                      "(a pretraining run dir, a weights file, or imagenet:efficientnet_lite0).")
   if config.mode == "fixed" and not config.new_head and not config.init_from:
     raise ConfigError("config.mode = 'fixed' trains only the head; set config.new_head.")
   if config.model.name not in MODEL_NAMES:
