@@ -213,7 +213,8 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], model: nnx.Module,
 
   Raises:
     WeightMismatchError: some model tensor is missing from the dict, some dict tensor has
-      no place in the model, or shapes differ; the message lists all of them.
+      no place in the model, or shapes differ; the message lists them (see
+      `load_state_dict`).
   """
   return load_state_dict(state_dict, model, name_of=torch_name, head_prefix=HEAD_PREFIX,
                          skip_head=skip_head)
