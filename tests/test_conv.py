@@ -1,52 +1,98 @@
 """transjax.models.conv: the same values and derivatives as lax.conv_general_dilated under
 every transformation the package uses (float64, so any difference is a real one)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax import lax
 
 from transjax.models.conv import conv_general_dilated
 
 DN = ("NHWC", "HWIO", "NHWC")
 
+# name -> (input shape, kernel shape, conv arguments). The depthwise ones take the CPU
+# shifted multiply-add path; "grouped" (2 groups of 2 channels) is not depthwise.
+SETUPS = {
+    "general": ((3, 9, 8, 2), (3, 2, 2, 4), dict(window_strides=(2, 1),
+                                                 padding=((1, 2), (0, 1)))),
+    "depthwise_3x3_same": ((2, 7, 6, 3), (3, 3, 1, 3), dict(window_strides=(1, 1),
+                                                            padding="SAME")),
+    "depthwise_5x5_stride2": ((2, 9, 8, 3), (5, 5, 1, 3), dict(window_strides=(2, 2),
+                                                               padding=((1, 2), (2, 1)))),
+    "depthwise_3x2_stride2_same": ((2, 8, 7, 4), (3, 2, 1, 4), dict(window_strides=(2, 1),
+                                                                    padding="SAME")),
+    "grouped": ((2, 6, 6, 4), (3, 3, 2, 4), dict(window_strides=(1, 1), padding="SAME")),
+}
 
-def _loss(conv, x, w):
-  y = conv(x, w, (2, 1), ((1, 2), (0, 1)), dimension_numbers=DN)
+
+def _loss(conv, setup, x, w):
+  kwargs = SETUPS[setup][2]
+  groups = x.shape[-1] // w.shape[2]
+  y = conv(x, w, kwargs["window_strides"], kwargs["padding"], dimension_numbers=DN,
+           feature_group_count=groups)
   return jnp.sum(jnp.tanh(y) ** 2)
 
 
 CASES = {
-    "value": lambda c, x, w: _loss(c, x, w),
-    "grad_kernel": lambda c, x, w: jax.grad(_loss, 2)(c, x, w),
-    "grad_input": lambda c, x, w: jax.grad(_loss, 1)(c, x, w),
-    "hessian_kernel": lambda c, x, w: jax.hessian(_loss, 2)(c, x, w),
-    "hvp_forward_over_reverse": lambda c, x, w: jax.jvp(
-        jax.grad(lambda k: _loss(c, x, k)), (w,), (0.3 * w,))[1],
+    "value": lambda f, x, w: f(x, w),
+    "grad_kernel": lambda f, x, w: jax.grad(f, 1)(x, w),
+    "grad_input": lambda f, x, w: jax.grad(f, 0)(x, w),
+    "hessian_kernel": lambda f, x, w: jax.hessian(f, 1)(x, w),
+    "hvp_forward_over_reverse": lambda f, x, w: jax.jvp(
+        jax.grad(lambda k: f(x, k)), (w,), (0.3 * w,))[1],
+    "hvp_input_forward_over_reverse": lambda f, x, w: jax.jvp(
+        jax.grad(lambda a: f(a, w)), (x,), (0.7 * x,))[1],
     # A landscape grid: per-point kernels on per-point inputs (the CPU loop).
-    "vmap_input_and_kernel": lambda c, x, w: jax.vmap(lambda a, k: _loss(c, a, k))(
+    "vmap_input_and_kernel": lambda f, x, w: jax.vmap(f)(
         jnp.stack([x, -x, 2 * x]), jnp.stack([w, 2 * w, -w])),
     # The first layer of a grid: per-point kernels on the shared input.
-    "vmap_kernel": lambda c, x, w: jax.vmap(lambda k: _loss(c, x, k))(jnp.stack([w, -w])),
-    "vmap_input": lambda c, x, w: jax.vmap(lambda a: _loss(c, a, w))(jnp.stack([x, -x])),
-    "per_example_grads": lambda c, x, w: jax.vmap(lambda a: jax.grad(_loss, 2)(c, a[None], w))(x),
-    "vmap_of_grad_both": lambda c, x, w: jax.vmap(lambda a, k: jax.grad(_loss, 2)(c, a, k))(
+    "vmap_kernel": lambda f, x, w: jax.vmap(lambda k: f(x, k))(jnp.stack([w, -w])),
+    "vmap_input": lambda f, x, w: jax.vmap(lambda a: f(a, w))(jnp.stack([x, -x])),
+    "per_example_grads": lambda f, x, w: jax.vmap(lambda a: jax.grad(f, 1)(a[None], w))(x),
+    "vmap_of_grad_both": lambda f, x, w: jax.vmap(jax.grad(f, (0, 1)))(
         jnp.stack([x, -x]), jnp.stack([w, 2 * w])),
-    "jit_nested_vmap": lambda c, x, w: jax.jit(jax.vmap(jax.vmap(lambda a, k: _loss(c, a, k))))(
+    "jit_nested_vmap": lambda f, x, w: jax.jit(jax.vmap(jax.vmap(f)))(
         jnp.stack([jnp.stack([x, -x])] * 2), jnp.stack([jnp.stack([w, 2 * w])] * 2)),
 }
 
 
+@pytest.mark.parametrize("setup", sorted(SETUPS))
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_matches_lax_conv(case):
+def test_matches_lax_conv(case, setup):
   with jax.enable_x64(True):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(3, 9, 8, 2)))
-    w = jnp.asarray(rng.normal(size=(3, 2, 2, 4)) * 0.5)
-    want = CASES[case](lax.conv_general_dilated, x, w)
-    got = CASES[case](conv_general_dilated, x, w)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
+    x_shape, w_shape, _ = SETUPS[setup]
+    x = jnp.asarray(rng.normal(size=x_shape))
+    w = jnp.asarray(rng.normal(size=w_shape) * 0.5)
+    want = CASES[case](functools.partial(_loss, lax.conv_general_dilated, setup), x, w)
+    got = CASES[case](functools.partial(_loss, conv_general_dilated, setup), x, w)
+    jax.tree.map(lambda g, e: np.testing.assert_allclose(np.asarray(g), np.asarray(e),
+                                                         rtol=1e-12, atol=1e-12), got, want)
+
+
+def test_nnx_depthwise_conv_takes_the_shifted_path_on_cpu():
+  """nnx.Conv's own call (its ConvDimensionNumbers, "SAME") reaches the shifted form, and
+  a landscape grid over it (per-point kernels, per-point inputs) has no convolution."""
+  conv = nnx.Conv(6, 6, (3, 3), strides=(2, 2), padding="SAME", feature_group_count=6,
+                  use_bias=False, conv_general_dilated=conv_general_dilated,
+                  rngs=nnx.Rngs(0))
+  reference = nnx.Conv(6, 6, (3, 3), strides=(2, 2), padding="SAME", feature_group_count=6,
+                       use_bias=False, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (2, 9, 10, 6))
+  np.testing.assert_allclose(conv(x), reference(x), rtol=1e-5, atol=1e-5)
+  kernel = conv.kernel[...]
+  apply = lambda a, k: conv_general_dilated(a, k, (2, 2), "SAME", dimension_numbers=DN,
+                                            feature_group_count=6)
+  grid = jax.vmap(apply)
+  text = str(jax.make_jaxpr(grid)(jnp.stack([x, x]), jnp.stack([kernel, -kernel])))
+  if jax.default_backend() == "cpu":
+    assert "conv_general_dilated" not in text
+  else:
+    assert "conv_general_dilated" in text
 
 
 def test_batched_input_and_kernel_is_a_loop_not_a_grouped_conv_on_cpu():

@@ -20,7 +20,7 @@ from transjax.models import HEAD_KINDS, MODEL_NAMES
 
 MODES = ("scratch", "fixed", "finetune")
 SCHEDULES = ("constant", "step")
-NORMALIZATIONS = ("train", "imagenet", "none")
+NORMALIZATIONS = ("train", "imagenet", "efficientnet", "none")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -40,12 +40,12 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.name = "run"                     # free text, shown in reports
   c.seed = 0                         # initialisation, data order and subsets
   c.mode = "scratch"                 # scratch | fixed | finetune
-  c.init_from = ""                   # run dir of a pretraining run, or a torchvision .pth/.npz
+  c.init_from = ""                   # run dir, torchvision .pth/.npz, or imagenet:efficientnet_lite0
   c.init_which = "final"             # "final" or a checkpoint step of init_from
   c.new_head = True                  # re-initialise the head `fc` (needed when classes differ)
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "lenet"             # lenet | resnet18 | resnet50 | resnet_tiny
+  c.model.name = "lenet"             # lenet | resnet18 | resnet50 | resnet_tiny | efficientnet_lite0
   c.model.head = "linear"            # linear | mlp (the paper's BN + LeakyReLU 512-unit head)
   c.model.input_size = 28            # images are padded/resized to this square size
   c.model.in_channels = 1            # 1 grey, 3 RGB
@@ -55,7 +55,9 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.data.test = data_spec("digits", "test")
   c.data.data_dir = ""               # local files; empty: $TRANSJAX_DATA_DIR
   c.data.tfds_data_dir = ""          # TFDS prepared data; empty: <data_dir>/tfds or TFDS default
-  c.data.normalize = "train"         # train (per-channel stats of the training set) | imagenet | none
+  # train (per-channel stats of the training set) | imagenet (torchvision mean/std) |
+  # efficientnet ((x - 127) / 128, what the EfficientNet-Lite ImageNet weights expect) | none
+  c.data.normalize = "train"
   c.data.augment = False             # random crop (pad 4) + horizontal flip
   c.data.max_eval_train = 10000      # training-set examples used for the logged training error
   c.data.verify_checksums = True     # check local IDX files against their canonical sha256
@@ -181,7 +183,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail("mode", config.mode, f"one of {MODES}")
   if config.mode in ("fixed", "finetune") and not config.init_from:
     raise ConfigError(f"config.mode = {config.mode!r} needs config.init_from "
-                      "(a pretraining run dir or a torchvision weights file).")
+                      "(a pretraining run dir, a weights file, or imagenet:efficientnet_lite0).")
   if config.mode == "fixed" and not config.new_head and not config.init_from:
     raise ConfigError("config.mode = 'fixed' trains only the head; set config.new_head.")
   if config.model.name not in MODEL_NAMES:

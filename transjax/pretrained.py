@@ -18,7 +18,8 @@ Names: "layer3.0.downsample.0.weight" <-> "layer3/0/downsample/conv/kernel",
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -77,10 +78,6 @@ def _torch_shape(flax_path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
   return to_torch_layout(flax_path, np.empty(shape, np.uint8)).shape
 
 
-def _is_head(name: str) -> bool:
-  return name == HEAD_PREFIX or name.startswith(HEAD_PREFIX + ".")
-
-
 def _model_leaves(model: nnx.Module) -> list[tuple[str, tuple[int, ...]]]:
   state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
   return [(path_str(p), tuple(np.shape(x)))
@@ -117,6 +114,89 @@ def save_state_dict_npz(model: nnx.Module, path: str | os.PathLike) -> dict[str,
   return state_dict
 
 
+def load_state_dict(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
+                    name_of: Callable[[str], str], head_prefix: str, skip_head: bool = False,
+                    order: Callable[[str], Any] | None = None,
+                    max_listed: int = 20) -> nnx.Module:
+  """Loads a torch state dict into `model` IN PLACE, strictly, and returns it.
+
+  The one strict loader behind every torch layout transjax reads (torchvision ResNets
+  here, EfficientNet-PyTorch in `transjax.efficientnet_weights`).
+
+  Args:
+    state_dict: torch name -> array in torch layout; `*.num_batches_tracked` is ignored.
+    model: the Flax model to fill (its Params and BatchStats are replaced).
+    name_of: Flax path ("stem/conv/kernel") -> torch name ("_conv_stem.weight").
+    head_prefix: the torch name of the classifier head ("fc", "_fc").
+    skip_head: leave the model's head as initialised and ignore the dict's head tensors.
+    order: sort key on torch names that puts the model's tensors in the order torch
+      defines them (stem first), for the side-by-side listing; default pytree order.
+    max_listed: problems listed in the error message; the rest are counted.
+
+  Raises:
+    WeightMismatchError: a model tensor is missing from the dict, a dict tensor has no
+      place in the model, or shapes differ; the message names each tensor with the
+      shapes involved. When most names differ (another architecture's weights), it
+      first sets the model's leading tensors beside the dict's, shapes on both sides.
+  """
+  def is_head(name):
+    return name == head_prefix or name.startswith(head_prefix + ".")
+
+  expected = {}  # torch name -> (flax path, flax shape)
+  for path, shape in _model_leaves(model):
+    name = name_of(path)
+    if skip_head and is_head(name):
+      continue
+    expected[name] = (path, shape)
+  given = {k: v for k, v in state_dict.items()
+           if not k.endswith("." + _IGNORED_SUFFIX) and not (skip_head and is_head(k))}
+
+  problems = []
+  for name, (path, shape) in expected.items():
+    if name not in given:
+      problems.append(f"missing: {name} (flax {path}, expected torch shape "
+                      f"{_torch_shape(path, shape)}, flax shape {shape})")
+    elif tuple(np.shape(given[name])) != _torch_shape(path, shape):
+      problems.append(f"shape mismatch: {name} (flax {path}): state dict has "
+                      f"{tuple(np.shape(given[name]))}, model expects torch shape "
+                      f"{_torch_shape(path, shape)} (flax shape {shape})")
+  for name in given:
+    if name not in expected:
+      problems.append(f"unexpected: {name} with shape {tuple(np.shape(given[name]))} "
+                      f"(no flax tensor for it)")
+  if problems:
+    header = f"State dict does not fit the model ({len(problems)} problem(s))"
+    matched = sum(name in given for name in expected)
+    if matched < len(expected) / 2:
+      # Another architecture: a list of 500 missing names says less than the first few
+      # tensors of each side next to each other.
+      ours = sorted(expected, key=order) if order is not None else list(expected)
+      pairs = [f"model {name} {_torch_shape(*expected[name])} vs state dict {other} "
+               f"{tuple(np.shape(given[other]))}" for name, other in zip(ours, given)][:5]
+      header += (f"; only {matched} of the model's {len(expected)} tensor names are in it "
+                 "(weights of another architecture?). First tensors of each, in order:\n  "
+                 + "\n  ".join(pairs) + "\nAll problems")
+    listed = problems[:max_listed]
+    if len(problems) > max_listed:
+      listed.append(f"... and {len(problems) - max_listed} more")
+    raise WeightMismatchError(header + ":\n  " + "\n  ".join(listed))
+
+  state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+
+  def replace(p, leaf):
+    path = path_str(p)
+    name = name_of(path)
+    if name not in expected:
+      return leaf
+    # A copy: on CPU jnp.asarray may alias the numpy buffer, which for `tensor.numpy()`
+    # is the torch tensor's own memory (and torch's BatchNorm updates it in place).
+    value = np.array(to_flax_layout(path, np.asarray(given[name])), dtype=leaf.dtype)
+    return jnp.asarray(value)
+
+  nnx.update(model, jax.tree_util.tree_map_with_path(replace, state))
+  return model
+
+
 def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
                         skip_head: bool = False) -> nnx.Module:
   """Loads a torchvision ResNet state dict into `model` IN PLACE and returns it.
@@ -133,49 +213,11 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], model: nnx.Module,
 
   Raises:
     WeightMismatchError: some model tensor is missing from the dict, some dict tensor has
-      no place in the model, or shapes differ; the message lists all of them.
+      no place in the model, or shapes differ; the message lists them (see
+      `load_state_dict`).
   """
-  expected = {}  # torch name -> (flax path, flax shape)
-  for path, shape in _model_leaves(model):
-    name = torch_name(path)
-    if skip_head and _is_head(name):
-      continue
-    expected[name] = (path, shape)
-  given = {k: v for k, v in state_dict.items()
-           if not k.endswith("." + _IGNORED_SUFFIX) and not (skip_head and _is_head(k))}
-
-  problems = []
-  for name, (path, shape) in expected.items():
-    if name not in given:
-      problems.append(f"missing: {name} (flax {path}, expected torch shape "
-                      f"{_torch_shape(path, shape)}, flax shape {shape})")
-    elif tuple(np.shape(given[name])) != _torch_shape(path, shape):
-      problems.append(f"shape mismatch: {name} (flax {path}): state dict has "
-                      f"{tuple(np.shape(given[name]))}, model expects torch shape "
-                      f"{_torch_shape(path, shape)} (flax shape {shape})")
-  for name in given:
-    if name not in expected:
-      problems.append(f"unexpected: {name} with shape {tuple(np.shape(given[name]))} "
-                      f"(no flax tensor {name.replace('.', '/')})")
-  if problems:
-    raise WeightMismatchError(
-        f"State dict does not fit the model ({len(problems)} problem(s)):\n  "
-        + "\n  ".join(problems))
-
-  state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
-
-  def replace(p, leaf):
-    path = path_str(p)
-    name = torch_name(path)
-    if name not in expected:
-      return leaf
-    # A copy: on CPU jnp.asarray may alias the numpy buffer, which for `tensor.numpy()`
-    # is the torch tensor's own memory (and torch's BatchNorm updates it in place).
-    value = np.array(to_flax_layout(path, np.asarray(given[name])), dtype=leaf.dtype)
-    return jnp.asarray(value)
-
-  nnx.update(model, jax.tree_util.tree_map_with_path(replace, state))
-  return model
+  return load_state_dict(state_dict, model, name_of=torch_name, head_prefix=HEAD_PREFIX,
+                         skip_head=skip_head)
 
 
 def _to_numpy(value) -> np.ndarray:

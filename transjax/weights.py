@@ -20,6 +20,7 @@ from flax import nnx
 
 from transjax import checkpoint as ckpt
 from transjax import functional
+from transjax import imagenet
 from transjax import optim
 from transjax import params as params_lib
 from transjax import pretrained
@@ -93,6 +94,14 @@ def initial_weights(config, num_classes) -> tuple[nnx.GraphDef, Any, Any, str]:
     return graphdef, params, state, f"random (seed {config.seed})"
   source = config.init_from
   skip = optim.HEAD if config.new_head else None
+  # ImageNet weights by name ("imagenet:efficientnet_lite0"), and EfficientNet-PyTorch
+  # weight files for EfficientNet models: transjax.imagenet resolves and loads them.
+  if imagenet.handles(source, config.model.name):
+    model = functional.merge(graphdef, params, state)
+    model, note = imagenet.initial_weights(source, config.model.name, model,
+                                           skip_head=bool(config.new_head))
+    graphdef, params, state = functional.split(model)
+    return graphdef, params, state, note
   if os.path.isdir(source):
     _, _, src_params, src_state = restore_run_weights(source, config.init_which)
     what = f"Weights of run {source} ({config.init_which})"

@@ -63,6 +63,9 @@ def load_data(config: ml_collections.ConfigDict) -> RunData:
   elif config.data.normalize == "imagenet":
     mean = np.asarray(config_lib.IMAGENET_MEAN[:channels], np.float32)
     std = np.asarray(config_lib.IMAGENET_STD[:channels], np.float32)
+  elif config.data.normalize == "efficientnet":
+    mean = np.full((channels,), 127 / 255, np.float32)
+    std = np.full((channels,), 128 / 255, np.float32)
   else:
     mean = std = None
   return RunData(train, test, mean, std)

@@ -1,15 +1,27 @@
-"""The convolution every transjax model uses: `lax.conv_general_dilated`, batched better on CPU.
+"""The convolution every transjax model uses: `lax.conv_general_dilated`, faster on CPU.
 
-Under `jax.vmap` with both the input and the kernel batched (a loss-landscape grid: one set
-of weights per grid point, each applied to that point's own activations), JAX's batching
-rule turns the convolution into one grouped convolution (feature_group_count = batch size).
-XLA:CPU runs grouped convolutions several times slower per group than ordinary ones, so
-on CPU this convolution batches that case as a loop of ordinary convolutions (`lax.map`).
+Two CPU cases that XLA:CPU runs slowly get another formulation; values and derivatives
+are those of `lax.conv_general_dilated` in both.
+
+**Depthwise convolutions** (`feature_group_count` = input channels, one filter per
+channel, as in MobileNet / EfficientNet blocks). XLA:CPU runs them as grouped
+convolutions at well under 1 GFLOP/s, and their gradients slower still. On CPU they are
+computed as k*k shifted multiply-adds over the padded input (`depthwise_conv_shifted`),
+which XLA fuses into one pass; strides are strided slices. That is plain jax.numpy, so
+JAX differentiates and batches it itself: vmap over per-point kernels and per-point
+inputs (a landscape grid) is a broadcast multiply, with no grouped convolution at all.
+
+**Batched kernels on batched inputs.** Under `jax.vmap` with both the input and the kernel
+batched (a loss-landscape grid: one set of weights per grid point, each applied to that
+point's own activations), JAX's batching rule turns the convolution into one grouped
+convolution (feature_group_count = batch size). XLA:CPU runs grouped convolutions several
+times slower per group than ordinary ones, so on CPU this convolution batches that case
+as a loop of ordinary convolutions (`lax.map`).
 Every other case, and every other backend, uses JAX's own rule: a batched kernel with a
 shared input becomes one convolution with more output channels, a batched input with a
 shared kernel folds into the batch axis.
 
-The value and derivatives are those of `lax.conv_general_dilated`: the primal is wrapped
+The value and derivatives stay those of `lax.conv_general_dilated`: the primal is wrapped
 in `jax.custom_batching.custom_vmap`, and a `jax.custom_jvp` around it gives the plain
 convolution's (linear, transposable) tangent, so gradients, forward-over-reverse HVPs and
 per-example gradients are unchanged.
@@ -18,15 +30,90 @@ per-example gradients are unchanged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def depthwise_conv_shifted(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                           padding: Sequence[tuple[int, int]]) -> jax.Array:
+  """A depthwise NHWC convolution as k*k shifted multiply-adds (no convolution op).
+
+  Args:
+    lhs: input (N, H, W, C).
+    rhs: kernel (kh, kw, 1, C), the HWIO layout of `feature_group_count = C`.
+    window_strides: (sh, sw).
+    padding: ((top, bottom), (left, right)), non-negative.
+
+  Returns:
+    (N, H', W', C), equal to `lax.conv_general_dilated(lhs, rhs, window_strides, padding,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=C)` up to the order
+    of the k*k additions.
+  """
+  kh, kw = rhs.shape[0], rhs.shape[1]
+  sh, sw = window_strides
+  x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  n, hp, wp, c = x.shape
+  out_h, out_w = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      window = lax.slice(x, (0, i, j, 0), (n, i + (out_h - 1) * sh + 1,
+                                           j + (out_w - 1) * sw + 1, c), (1, sh, sw, 1))
+      term = window * rhs[i, j, 0]
+      out = term if out is None else out + term
+  return out
+
+
+_CONV_KWARGS = {"lhs_dilation", "rhs_dilation", "dimension_numbers", "feature_group_count",
+                "batch_group_count", "precision", "preferred_element_type", "out_sharding"}
+
+
+def _all_ones(dilation) -> bool:
+  return dilation is None or all(int(d) == 1 for d in dilation)
+
+
+def _depthwise_padding(lhs, rhs, window_strides, padding, kwargs):
+  """Explicit ((top, bottom), (left, right)) padding when this call is a plain NHWC
+  depthwise convolution that `depthwise_conv_shifted` computes; otherwise None.
+
+  `precision` is ignored: the shifted form multiplies elementwise in the input dtype.
+  """
+  if (set(kwargs) - _CONV_KWARGS or not _all_ones(kwargs.get("lhs_dilation"))
+      or not _all_ones(kwargs.get("rhs_dilation")) or kwargs.get("batch_group_count", 1) != 1
+      or kwargs.get("preferred_element_type") is not None
+      or kwargs.get("out_sharding") is not None):
+    return None
+  if lhs.ndim != 4 or rhs.ndim != 4 or len(window_strides) != 2:
+    return None
+  dn = kwargs.get("dimension_numbers")
+  if dn is None or (lax.conv_dimension_numbers(lhs.shape, rhs.shape, dn)
+                    != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+    return None
+  channels = lhs.shape[-1]
+  if (channels == 1 or kwargs.get("feature_group_count", 1) != channels
+      or rhs.shape[2] != 1 or rhs.shape[3] != channels):
+    return None
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if any(p < 0 for pair in padding for p in pair):
+    return None
+  return padding
 
 
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
                          **kwargs) -> jax.Array:
-  """`lax.conv_general_dilated` (same arguments) with the CPU batching described above."""
+  """`lax.conv_general_dilated` (same arguments), with the CPU formulations described above."""
+  if jax.default_backend() == "cpu":
+    depthwise_padding = _depthwise_padding(lhs, rhs, window_strides, padding, kwargs)
+    if depthwise_padding is not None:
+      return depthwise_conv_shifted(lhs, rhs, tuple(window_strides), depthwise_padding)
   conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
                            padding=padding, **kwargs)
 

