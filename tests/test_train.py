@@ -165,3 +165,17 @@ def test_loss_decreases_on_real_mnist(real_data_dir, tmp_path):
   records = [r for r in _metrics(str(tmp_path / "mnist")) if "test_error" in r]
   assert records[-1]["test_loss"] < records[0]["test_loss"]
   assert result["final"]["test_error"] < 0.5
+
+
+@pytest.mark.parametrize("normalize,mean,std", [
+    ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ("efficientnet", (127 / 255,) * 3, (128 / 255,) * 3),   # (x - 127) / 128 on [0, 255]
+    ("none", None, None)])
+def test_fixed_input_normalisations(normalize, mean, std):
+  from transjax.data.run_data import load_data  # pylint: disable=import-outside-toplevel
+  data = load_data(tiny_config(**{"data.normalize": normalize, "model.in_channels": 3}))
+  if mean is None:
+    assert data.mean is None and data.std is None
+  else:
+    np.testing.assert_allclose(data.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(data.std, std, rtol=1e-6)
