@@ -93,6 +93,28 @@ def test_lanczos_top_k_matches_eigh(lenet_fc):
   assert res.hvp_count == res.iterations < 200
 
 
+@pytest.mark.parametrize("rank", [3, 60])
+def test_in_place_lanczos_equals_reference_loop_and_eigh(rank):
+  """Float64; rank 3 < k forces invariant-subspace restarts."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+    eig = np.zeros(60)
+    eig[:rank] = np.concatenate([[9.0, 5.0, 4.0], rng.normal(0, 0.5, rank - 3)])
+    op = hessian.DenseOperator(q @ np.diag(eig) @ q.T)
+    v0 = jnp.asarray(rng.normal(size=60))
+    ref = hessian._lanczos(op, v0, 40, jax.random.key(0))
+    fast = hessian._lanczos_fast(op, v0, 40, jax.random.key(0), None)
+    res = hessian.lanczos_top_k(op, 6, tol=1e-10, return_vectors=True)
+  for a, b in zip(ref[:3], fast[:3]):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-9)
+  assert ref[3] == fast[3] == 40
+  want = np.sort(eig)[::-1][:6]
+  np.testing.assert_allclose(res.eigenvalues, want, rtol=1e-8, atol=1e-9)
+  top = q[:, np.argsort(-eig)[:3]].T
+  np.testing.assert_allclose(np.abs(np.sum(res.eigenvectors[:3] * top, axis=1)), 1.0, rtol=1e-6)
+
+
 def test_power_iteration_agrees(lenet_fc):
   op, dense = lenet_fc
   with jax.enable_x64(True):

@@ -20,8 +20,50 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
+
+# XLA:CPU runs a convolution with one input channel (LeNet's conv1 on grey images) at a
+# tenth of its usual rate (~2 against ~21 GFLOP/s for the same 5x5x1x6 conv on 256 MNIST
+# images, 2-core Xeon); written as kh*kw shifted multiply-adds it is one fused loop.
+SHIFTED_MAX_WINDOW = 49
+
+
+def _nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
+  want = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  return dimension_numbers is not None and lax.conv_dimension_numbers(
+      lhs.shape, rhs.shape, dimension_numbers) == want
+
+
+def _use_shifted(lhs, rhs, window_strides, padding, kwargs) -> bool:
+  """The one-input-channel, stride-1, undilated, ungrouped NHWC/HWIO case, on CPU."""
+  if jax.default_backend() != "cpu" or lhs.ndim != 4 or rhs.shape[2] != 1 or lhs.shape[3] != 1:
+    return False
+  if rhs.shape[0] * rhs.shape[1] > SHIFTED_MAX_WINDOW or tuple(window_strides) != (1, 1):
+    return False
+  if isinstance(padding, str) and padding != "VALID":
+    return False
+  if any(kwargs.get(k) not in (None, (1, 1), [1, 1], 1) for k in
+         ("lhs_dilation", "rhs_dilation", "feature_group_count", "batch_group_count")):
+    return False
+  extra = set(kwargs) - {"lhs_dilation", "rhs_dilation", "feature_group_count",
+                         "batch_group_count", "dimension_numbers", "precision"}
+  return not extra and _nhwc_hwio(lhs, rhs, kwargs.get("dimension_numbers"))
+
+
+def shifted_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
+  """The NHWC x HWIO convolution with one input channel as sum_ij x[., h+i, w+j] * k[i, j]."""
+  kh, kw = rhs.shape[0], rhs.shape[1]
+  pads = ((0, 0), (0, 0)) if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+  x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
+  oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      term = x[:, i:i + oh, j:j + ow, :] * rhs[i, j, 0]
+      out = term if out is None else out + term
+  return out.astype(jnp.result_type(lhs, rhs))
 
 
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
@@ -29,6 +71,9 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   """`lax.conv_general_dilated` (same arguments) with the CPU batching described above."""
   conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
                            padding=padding, **kwargs)
+  if _use_shifted(lhs, rhs, window_strides, padding, kwargs):
+    # Plain jnp ops: JAX's own vmap and autodiff rules are already fast here.
+    return shifted_conv(lhs, rhs, padding)
 
   @jax.custom_jvp
   @jax.custom_batching.custom_vmap
