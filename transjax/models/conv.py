@@ -66,14 +66,32 @@ def shifted_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
   return out.astype(jnp.result_type(lhs, rhs))
 
 
+def _patches(lhs: jax.Array, kh: int, kw: int, padding) -> jax.Array:
+  pads = ((0, 0), (0, 0)) if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+  x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
+  oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  return jnp.stack([x[:, i:i + oh, j:j + ow, :] for i in range(kh) for j in range(kw)], axis=3)
+
+
+def shared_input_im2col_conv(lhs: jax.Array, rhs_p: jax.Array, padding) -> jax.Array:
+  """One NHWC input, P HWIO kernels (P, kh, kw, C, O) -> (P, N, oh, ow, O) as one matmul
+  of the input's patches (N*oh*ow, kh*kw*C) with all kernels side by side."""
+  p, kh, kw, c, o = rhs_p.shape
+  patches = _patches(lhs, kh, kw, padding)            # (N, oh, ow, kh*kw, C)
+  n, oh, ow = patches.shape[:3]
+  kernels = jnp.moveaxis(rhs_p.reshape(p, kh * kw * c, o), 0, 1).reshape(kh * kw * c, p * o)
+  out = patches.reshape(n * oh * ow, kh * kw * c) @ kernels
+  return jnp.moveaxis(out.reshape(n, oh, ow, p, o), 3, 0).astype(jnp.result_type(lhs, rhs_p))
+
+
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
                          **kwargs) -> jax.Array:
   """`lax.conv_general_dilated` (same arguments) with the CPU batching described above."""
   conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
                            padding=padding, **kwargs)
-  if _use_shifted(lhs, rhs, window_strides, padding, kwargs):
-    # Plain jnp ops: JAX's own vmap and autodiff rules are already fast here.
-    return shifted_conv(lhs, rhs, padding)
+  one_channel = _use_shifted(lhs, rhs, window_strides, padding, kwargs)
+  if one_channel:
+    conv = functools.partial(shifted_conv, padding=padding)
 
   @jax.custom_jvp
   @jax.custom_batching.custom_vmap
@@ -86,6 +104,9 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
     lhs_batched, rhs_batched = in_batched
     if lhs_batched and rhs_batched and jax.default_backend() == "cpu":
       return lax.map(lambda pair: conv(*pair), (lhs, rhs)), True
+    if one_channel and rhs_batched and not lhs_batched:
+      # A grid's first layer: one input, a kernel per point -> one im2col matmul.
+      return shared_input_im2col_conv(lhs, rhs, padding), True
     axes = (0 if lhs_batched else None, 0 if rhs_batched else None)
     return jax.vmap(conv, in_axes=axes)(lhs, rhs), True
 
