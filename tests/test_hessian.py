@@ -153,3 +153,26 @@ def test_empty_mask_and_unknown_layer_are_clear_errors():
     hessian.HessianOperator(loss_fn, p, s, batch, mask=jax.tree.map(lambda _: False, p))
   with pytest.raises(params_lib.UnknownLayerError, match="Valid layers: fc, fc1"):
     hessian.HessianOperator(loss_fn, p, s, batch, mask="conv9")
+
+
+@pytest.mark.parametrize("layer", ["fc", "conv2"])
+def test_reused_primal_hvp_equals_forward_over_reverse_and_layer_top_k_matches_eigh(layer):
+  """Float64 LeNet (16x16): the layer operator that keeps the gradient's residuals gives
+  the same Hessian as forward-over-reverse, and layer_top_k its top eigenvalues."""
+  with jax.enable_x64(True):
+    g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=16))
+    p = jax.tree.map(lambda x: x.astype(jnp.float64), p)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.normal(size=(16, 16, 16, 1))),
+             "label": jnp.asarray(rng.integers(0, 10, 16))}
+    loss_fn = functional.make_loss_fn(g)
+    fast = hessian.HessianOperator(loss_fn, p, s, batch, mask=layer, reuse_primal=True)
+    plain = hessian.HessianOperator(loss_fn, p, s, batch, mask=layer, reuse_primal=False)
+    assert fast.reuse_primal and not plain.reuse_primal
+    v = jax.random.normal(jax.random.key(0), (fast.dim,), jnp.float64)
+    np.testing.assert_allclose(fast.matvec(v), plain.matvec(v), rtol=1e-9, atol=1e-12)
+    if fast.dim <= 2500:
+      exact = np.linalg.eigvalsh(plain.dense())[::-1][:5]
+      res = hessian.layer_top_k(loss_fn, p, s, batch, layer, 5, tol=1e-9)
+      np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-7)
+    assert hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal is False  # whole model

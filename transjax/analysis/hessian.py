@@ -81,11 +81,19 @@ class HessianOperator:
       memory is bounded by one batch.
     mask: None (all parameters), layer name(s), or a boolean mask pytree.
 
+    reuse_primal: keep the gradient's reverse pass (its residuals) from one evaluation and
+      get each H v as the vector-Jacobian product of the gradient (H is symmetric), so
+      nothing that does not depend on the analysed parameters (the layers below a
+      restricted layer) is recomputed per product. "auto": when `mask` restricts the
+      analysis and there are at most 8 batches (their residuals are kept in memory).
+      Restricted to LeNet's fc1 or conv2 it measured 100x and 3x faster per product; on
+      the whole model forward-over-reverse is faster, so "auto" keeps that there.
+
   `hvp_count` counts full-sample-set products (a block of b vectors counts b).
   """
 
   def __init__(self, loss_fn: Callable, params: Any, state: Any, batches: Any,
-               mask: Any = None):
+               mask: Any = None, reuse_primal: bool | str = "auto"):
     self.params, self.state = params, state
     self.mask = resolve_mask(params, mask)
     self.sub = partition(params, self.mask)
@@ -106,11 +114,28 @@ class HessianOperator:
 
     self._matvec = jax.jit(flat_hvp)
     self._matmat = jax.jit(jax.vmap(flat_hvp, in_axes=(None, None, None, None, 0)))
+    restricted = not all(bool(m) for m in jax.tree.leaves(self.mask))
+    if reuse_primal == "auto":
+      reuse_primal = restricted and len(self.batches) <= 8
+    self.reuse_primal = bool(reuse_primal)
+    if self.reuse_primal:
+      @jax.jit
+      def residuals(sub, params, state, batch):
+        return jax.vjp(jax.grad(restricted_loss(loss_fn, params, state, batch)), sub)[1]
+
+      vjps = [residuals(self.sub, params, state, b) for b in self.batches]
+      apply = lambda vjp, v: ravel_pytree(vjp(unravel(v))[0])[0]
+      self._matvec = jax.jit(lambda vjp, v: apply(vjp, v))
+      self._matmat = jax.jit(jax.vmap(apply, in_axes=(None, 0)))
+      self._vjps = vjps
 
   def _accumulate(self, fn, x):
     total = None
-    for w, batch in zip(self.weights, self.batches):
-      y = fn(self.sub, self.params, self.state, batch, x)
+    for i, (w, batch) in enumerate(zip(self.weights, self.batches)):
+      if self.reuse_primal:
+        y = fn(self._vjps[i], x)
+      else:
+        y = fn(self.sub, self.params, self.state, batch, x)
       total = y * w if total is None else total + y * w
     return total.astype(self.dtype)
 
@@ -400,6 +425,20 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
   return EigenResult("lanczos", theta[idx][order], res[order], op.hvp_count - count0, steps,
                      converged, tol, time.perf_counter() - start,
                      None if vectors is None else vectors[order])
+
+
+def layer_top_k(loss_fn: Callable, params: Any, state: Any, batches: Any,
+                layer: str | Sequence[str], k: int = 20, *, tol: float = 1e-6,
+                max_steps: int | None = None, seed: int = 0) -> EigenResult:
+  """Top-k Hessian eigenvalues of one layer or block (the others fixed; train=False).
+
+  The per-layer spectrum PyHessian users get by setting requires_grad=False on the other
+  parameters. Here the gradient's reverse pass is kept from one evaluation
+  (`HessianOperator(reuse_primal=True)`), so the activations below the layer are computed
+  once, not once per Lanczos step.
+  """
+  op = HessianOperator(loss_fn, params, state, batches, mask=layer, reuse_primal=True)
+  return lanczos_top_k(op, k, tol=tol, max_steps=max_steps, seed=seed)
 
 
 # --------------------------------------------------------------------------------------
