@@ -35,5 +35,7 @@ setuptools.setup(
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
         # Optional: compare the torchvision weight mapping against PyTorch's own ops.
         "torch": ["torch==2.13.0"],
+        # Optional: the peers the benchmarks time on the same workloads (experiments/peers.py).
+        "bench": ["torch==2.13.0", "pyhessian==0.1", "loss-landscapes==3.0.6"],
     },
 )

@@ -177,13 +177,11 @@ def loss_landscapes_random_plane(model, x, y, steps: int, distance: float) -> np
   architecture with PyTorch's default initialisation: its filter normalisation divides by
   zero on transjax's zero-initialised biases (ZeroDivisionError in filter_normalize_),
   and the time of a forward pass does not depend on the weights."""
-  import copy  # pylint: disable=import-outside-toplevel
   import loss_landscapes  # pylint: disable=import-outside-toplevel
   import loss_landscapes.metrics  # pylint: disable=import-outside-toplevel
   metric = loss_landscapes.metrics.Loss(_torch().nn.CrossEntropyLoss(), x, y)
   _torch().manual_seed(0)
   fresh = torch_lenet(x.shape[2], x.shape[1]).eval()
-  del copy
   return np.asarray(loss_landscapes.random_plane(fresh, metric, distance=distance,
                                                  steps=steps, normalization="filter",
                                                  deepcopy_model=True))
