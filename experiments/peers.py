@@ -114,7 +114,7 @@ def torch_batch(batch: Mapping[str, Any]):
   """(images NCHW float32, labels int64) torch tensors from a transjax batch (NHWC)."""
   torch = _torch()
   images = np.ascontiguousarray(np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))
-  return torch.from_numpy(images), torch.from_numpy(np.asarray(batch["label"], np.int64))
+  return torch.from_numpy(images), torch.from_numpy(np.array(batch["label"], np.int64))
 
 
 def pick_threads(model, x, y, repeats: int = 5) -> int:
