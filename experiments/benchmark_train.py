@@ -6,7 +6,10 @@ machine's matmul ceiling.
 For each model: images/s of the jit-compiled training step (the one `transjax.train`
 uses), its FLOPs per step from XLA's cost analysis, and the achieved FLOP/s as a
 fraction of a large float32 matmul's FLOP/s measured in the same run (the practical
-ceiling of this machine). Prints a table and writes JSON.
+ceiling of this machine). For LeNet the same step in PyTorch (SGD with momentum and
+coupled weight decay, batch 64, the same random batch) is timed in the same run when the
+`.[bench]` extra is installed (`--peers`), and the ratio recorded; without it the peer is
+recorded as not measured. Prints a table and writes JSON.
 
 EfficientNet-Lite0 runs at 96x96, the CPU preset's input size: its total stride of 32
 leaves a 3x3 final feature map (2x2 at 64 px), ImageNet features still transfer well
@@ -37,6 +40,7 @@ _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul b
 _MODELS = flags.DEFINE_list("models", ["lenet:28:1", "resnet_tiny:32:3",
                                       "efficientnet_lite0:96:3"],
                             "Models as name:input_size:channels (resnet18/resnet50 work too).")
+_PEERS = flags.DEFINE_bool("peers", True, "Time PyTorch's LeNet step too (needs .[bench]).")
 
 
 def _time(fn, repeats: int) -> float:
@@ -88,6 +92,18 @@ def step_throughput(name: str, size: int, channels: int, batch_size: int, steps:
           "flops_per_step": flops, "flops_per_s": flops / seconds}
 
 
+def torch_peer(size: int, channels: int, batch_size: int, steps: int) -> dict:
+  """PyTorch's LeNet training step with the same optimiser settings, or 'not measured'."""
+  if not _PEERS.value:
+    return {"measured": False, "reason": "--nopeers"}
+  from experiments import peers  # pylint: disable=import-outside-toplevel
+  if not peers.available():
+    return peers.not_measured("PyTorch")
+  o = training_defaults().optim
+  return {"measured": True, **peers.torch_train_images_per_s(
+      size, channels, batch_size, steps, o.lr, o.momentum, o.weight_decay)}
+
+
 def main(argv):
   del argv
   cli.setup_logging()
@@ -97,7 +113,17 @@ def main(argv):
     name, size, channels = spec.split(":")
     row = step_throughput(name, int(size), int(channels), _BATCH.value, _STEPS.value)
     row["fraction_of_matmul"] = row["flops_per_s"] / ceiling
+    if name == "lenet":
+      row["torch"] = torch_peer(int(size), int(channels), _BATCH.value, _STEPS.value)
+      row["ratio_vs_torch"] = (row["images_per_s"] / row["torch"]["images_per_s"]
+                               if row["torch"].get("measured") else None)
     rows.append(row)
+  for r in rows:
+    if "torch" in r:
+      t = r["torch"]
+      print(f"{r['model']}: PyTorch " + (f"{t['images_per_s']:.0f} images/s ({t['threads']} threads)"
+            f" -> transjax/PyTorch {r['ratio_vs_torch']:.2f}x (goal >= 1x)" if t.get("measured")
+            else f"not measured ({t['reason']})"))
   print(f"matmul {_MATMUL.value}^2 float32 baseline: {ceiling / 1e9:.1f} GFLOP/s "
         f"on {jax.devices()[0].platform} x{jax.device_count()}")
   print(f"{'model':<20}{'input':<10}{'batch':>6}{'ms/step':>10}{'images/s':>11}"

@@ -103,3 +103,34 @@ def test_batched_input_and_kernel_is_a_loop_not_a_grouped_conv_on_cpu():
   assert "feature_group_count=4" not in text
   if jax.default_backend() == "cpu":
     assert "while" in text or "scan" in text
+
+
+def _loss_one_channel(conv, x, w):
+  y = conv(x, w, (1, 1), ((2, 1), (0, 1)), dimension_numbers=DN)
+  return jnp.sum(jnp.tanh(y) ** 2)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_one_input_channel_shifted_path_matches_lax_conv(case):
+  """LeNet's conv1 on grey images: on CPU the shifted multiply-add formulation."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 9, 8, 1)))
+    w = jnp.asarray(rng.normal(size=(3, 2, 1, 4)) * 0.5)
+    globals()["_loss"], saved = _loss_one_channel, _loss
+    try:
+      want = CASES[case](lax.conv_general_dilated, x, w)
+      got = CASES[case](conv_general_dilated, x, w)
+    finally:
+      globals()["_loss"] = saved
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
+
+
+def test_one_input_channel_uses_no_convolution_on_cpu():
+  x, w = jnp.ones((2, 9, 8, 1)), jnp.ones((5, 5, 1, 3))
+  text = str(jax.make_jaxpr(lambda a, k: conv_general_dilated(
+      a, k, (1, 1), ((2, 2), (2, 2)), dimension_numbers=DN))(x, w))
+  assert ("conv_general_dilated[" in text) == (jax.default_backend() != "cpu")
+  text = str(jax.make_jaxpr(lambda a, k: conv_general_dilated(
+      a, k, (2, 2), "VALID", dimension_numbers=DN))(x, w))
+  assert "conv_general_dilated[" in text  # strided: the ordinary path

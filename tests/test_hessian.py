@@ -93,6 +93,28 @@ def test_lanczos_top_k_matches_eigh(lenet_fc):
   assert res.hvp_count == res.iterations < 200
 
 
+@pytest.mark.parametrize("rank", [3, 60])
+def test_in_place_lanczos_equals_reference_loop_and_eigh(rank):
+  """Float64; rank 3 < k forces invariant-subspace restarts."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+    eig = np.zeros(60)
+    eig[:rank] = np.concatenate([[9.0, 5.0, 4.0], rng.normal(0, 0.5, rank - 3)])
+    op = hessian.DenseOperator(q @ np.diag(eig) @ q.T)
+    v0 = jnp.asarray(rng.normal(size=60))
+    ref = hessian._lanczos(op, v0, 40, jax.random.key(0))
+    fast = hessian._lanczos_fast(op, v0, 40, jax.random.key(0), None)
+    res = hessian.lanczos_top_k(op, 6, tol=1e-10, return_vectors=True)
+  for a, b in zip(ref[:3], fast[:3]):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-9)
+  assert ref[3] == fast[3] == 40
+  want = np.sort(eig)[::-1][:6]
+  np.testing.assert_allclose(res.eigenvalues, want, rtol=1e-8, atol=1e-9)
+  top = q[:, np.argsort(-eig)[:3]].T
+  np.testing.assert_allclose(np.abs(np.sum(res.eigenvectors[:3] * top, axis=1)), 1.0, rtol=1e-6)
+
+
 def test_power_iteration_agrees(lenet_fc):
   op, dense = lenet_fc
   with jax.enable_x64(True):
@@ -131,3 +153,26 @@ def test_empty_mask_and_unknown_layer_are_clear_errors():
     hessian.HessianOperator(loss_fn, p, s, batch, mask=jax.tree.map(lambda _: False, p))
   with pytest.raises(params_lib.UnknownLayerError, match="Valid layers: fc, fc1"):
     hessian.HessianOperator(loss_fn, p, s, batch, mask="conv9")
+
+
+@pytest.mark.parametrize("layer", ["fc", "conv2"])
+def test_reused_primal_hvp_equals_forward_over_reverse_and_layer_top_k_matches_eigh(layer):
+  """Float64 LeNet (16x16): the layer operator that keeps the gradient's residuals gives
+  the same Hessian as forward-over-reverse, and layer_top_k its top eigenvalues."""
+  with jax.enable_x64(True):
+    g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=16))
+    p = jax.tree.map(lambda x: x.astype(jnp.float64), p)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.normal(size=(16, 16, 16, 1))),
+             "label": jnp.asarray(rng.integers(0, 10, 16))}
+    loss_fn = functional.make_loss_fn(g)
+    fast = hessian.HessianOperator(loss_fn, p, s, batch, mask=layer, reuse_primal=True)
+    plain = hessian.HessianOperator(loss_fn, p, s, batch, mask=layer, reuse_primal=False)
+    assert fast.reuse_primal and not plain.reuse_primal
+    v = jax.random.normal(jax.random.key(0), (fast.dim,), jnp.float64)
+    np.testing.assert_allclose(fast.matvec(v), plain.matvec(v), rtol=1e-9, atol=1e-12)
+    if fast.dim <= 2500:
+      exact = np.linalg.eigvalsh(plain.dense())[::-1][:5]
+      res = hessian.layer_top_k(loss_fn, p, s, batch, layer, 5, tol=1e-9)
+      np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-7)
+    assert hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal is False  # whole model

@@ -154,15 +154,29 @@ class LandscapeResult:
             "nan_count": self.nan_count, "nan_points": self.nan_points}
 
 
-def _point_fn(loss_fn):
-  """`f(params, state, batch, directions, c)`: the loss at params + sum_i c_i d_i."""
+def _point_fn(loss_fn, moving: Sequence[bool] | None = None):
+  """`f(params, state, batch, directions, c)`: the loss at params + sum_i c_i d_i.
+
+  `moving` (one flag per leaf, from `moving_leaves`): leaves every direction leaves at
+  zero are not touched, so under `vmap` over c they stay unbatched and everything below
+  the first moved layer is computed once for all grid points, not once per point.
+  """
 
   def f(params, state, batch, directions, c):
-    moved = jax.tree.map(lambda w, *ds: w + sum(ci * d for ci, d in zip(c, ds)).astype(w.dtype),
-                         params, *directions)
-    return loss_fn(moved, state, batch, False)[0]
+    flags = moving if moving is not None else [True] * len(jax.tree.leaves(params))
+    leaves, treedef = jax.tree.flatten(params)
+    d_leaves = [jax.tree.leaves(d) for d in directions]
+    moved = [w + sum(ci * ds[i] for ci, ds in zip(c, d_leaves)).astype(w.dtype) if m else w
+             for i, (w, m) in enumerate(zip(leaves, flags))]
+    return loss_fn(jax.tree.unflatten(treedef, moved), state, batch, False)[0]
 
   return f
+
+
+def moving_leaves(directions: Sequence[Any]) -> tuple[bool, ...]:
+  """Per parameter leaf: does any direction move it (a nonzero entry)?"""
+  per_dir = [[bool(np.any(np.asarray(x) != 0)) for x in jax.tree.leaves(d)] for d in directions]
+  return tuple(any(col) for col in zip(*per_dir))
 
 
 def _tree_bytes(tree) -> int:
@@ -255,7 +269,7 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
   plan.vectorize = vectorize
   logging.info("landscape: %s", plan.describe())
   dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
-  f = _point_fn(loss_fn)
+  f = _point_fn(loss_fn, moving_leaves(directions))
   if vectorize == "vmap":
     batched = jax.jit(jax.vmap(f, in_axes=(None, None, None, None, 0)))
   else:

@@ -10,11 +10,27 @@ original design's 32x32 input with the digit centred; any other size is used unp
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from transjax.models.conv import conv_general_dilated
 from transjax.models.heads import apply_head, make_head
 from transjax.models.taps import tap
+
+
+def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
+  """`max_pool(relu(x), 2x2, stride 2)` (VALID) as relu of the max of four strided slices.
+
+  The same values; the same gradient wherever the window's maximum is unique (ties need
+  equal pre-activations). Pooling before the ReLU quarters its work, and XLA:CPU fuses the
+  slices into one loop: forward 3x and gradient 15x faster than reduce_window and its
+  select_and_scatter gradient (256 x 28 x 28 x 6 float32, 2-core Xeon).
+  """
+  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+  x = x[:, :h, :w, :]
+  top = jnp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
+  bottom = jnp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
+  return jax.nn.relu(jnp.maximum(top, bottom))
 
 
 class LeNet(nnx.Module):
@@ -42,10 +58,8 @@ class LeNet(nnx.Module):
   def __call__(self, x: jax.Array, train: bool = False, taps=None,
                frozen_features: bool = False) -> jax.Array:
     del frozen_features  # no BatchNorm below the head
-    x = self.conv1(tap(x, "conv1", taps))
-    x = nnx.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
-    x = self.conv2(tap(x, "conv2", taps))
-    x = nnx.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
+    x = relu_max_pool_2x2(self.conv1(tap(x, "conv1", taps)))
+    x = relu_max_pool_2x2(self.conv2(tap(x, "conv2", taps)))
     x = x.reshape(x.shape[0], -1)
     x = jax.nn.relu(self.fc1(tap(x, "fc1", taps)))
     x = jax.nn.relu(self.fc2(tap(x, "fc2", taps)))

@@ -1,0 +1,340 @@
+"""The tools a researcher would use instead of transjax, on the benchmarks' workloads.
+
+Only the benchmarks import this module, and only inside functions: it needs the optional
+extra `pip install -e ".[bench]"` (torch CPU, PyHessian, loss-landscapes). `available()`
+says whether it can run; without the extra the benchmarks record "peer not measured".
+
+    model = TorchLeNet.from_transjax(params)       # the same function as transjax's LeNet
+    losses = landscape_point_loop(model, images, labels, directions, axis)
+
+Every peer runs on the identical workload: the PyTorch LeNet-5 gets transjax's weights
+(and the landscape gets transjax's directions), so both evaluate the same function and
+their answers can be compared, not only their times. NumPy GD is theory's step written
+with plain NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+PEER_PACKAGES = ("torch", "pyhessian", "loss_landscapes")
+
+
+def missing() -> list[str]:
+  """The peer packages that are not installed (empty: every peer can run)."""
+  return [p for p in PEER_PACKAGES if importlib.util.find_spec(p) is None]
+
+
+def available() -> bool:
+  return not missing()
+
+
+def not_measured(what: str) -> dict[str, Any]:
+  """What a benchmark records for a peer it could not run."""
+  return {"measured": False, "peer": what,
+          "reason": f"not installed: {', '.join(missing())} (pip install -e '.[bench]')"}
+
+
+def _torch():
+  import torch  # pylint: disable=import-outside-toplevel
+  return torch
+
+
+def _named(params) -> dict[str, np.ndarray]:
+  from transjax import params as params_lib  # pylint: disable=import-outside-toplevel
+  return {path: np.asarray(leaf, np.float32) for path, leaf in params_lib.named_leaves(params)}
+
+
+# --------------------------------------------------------------------------- LeNet-5
+
+
+def torch_lenet(input_size: int = 28, in_channels: int = 1, num_classes: int = 10):
+  """PyTorch LeNet-5 identical to transjax.models.lenet.LeNet (NCHW; PyTorch default init)."""
+  torch = _torch()
+  nn = torch.nn
+  pad = 2 if input_size == 28 else 0
+  size = ((input_size + 2 * pad - 4) // 2 - 4) // 2
+
+  class TorchLeNet(nn.Module):
+    """conv1 6@5x5, pool, conv2 16@5x5, pool, fc1 120, fc2 84, fc (ReLU, max-pooling)."""
+
+    def __init__(self):
+      super().__init__()
+      self.conv1 = nn.Conv2d(in_channels, 6, 5, padding=pad)
+      self.conv2 = nn.Conv2d(6, 16, 5)
+      self.fc1 = nn.Linear(16 * size * size, 120)
+      self.fc2 = nn.Linear(120, 84)
+      self.fc = nn.Linear(84, num_classes)
+      self.size = size
+
+    def forward(self, x):
+      f = torch.nn.functional
+      x = f.max_pool2d(f.relu(self.conv1(x)), 2)
+      x = f.max_pool2d(f.relu(self.conv2(x)), 2)
+      x = x.flatten(1)
+      x = f.relu(self.fc1(x))
+      x = f.relu(self.fc2(x))
+      return self.fc(x)
+
+  return TorchLeNet()
+
+
+def lenet_state_dict(params, size: int) -> dict[str, np.ndarray]:
+  """transjax LeNet parameters (HWIO kernels, NHWC flatten) as a PyTorch state dict
+  (OIHW kernels, NCHW flatten): the two models then compute the same function."""
+  named = _named(params)
+  out = {}
+  for layer in ("conv1", "conv2"):
+    out[f"{layer}.weight"] = named[f"{layer}/kernel"].transpose(3, 2, 0, 1)
+    out[f"{layer}.bias"] = named[f"{layer}/bias"]
+  k = named["fc1/kernel"]  # (H*W*C, 120) in HWC order; PyTorch flattens CHW
+  out["fc1.weight"] = k.reshape(size, size, 16, -1).transpose(2, 0, 1, 3).reshape(k.shape[0], -1).T
+  out["fc1.bias"] = named["fc1/bias"]
+  for layer in ("fc2", "fc"):
+    out[f"{layer}.weight"] = named[f"{layer}/kernel"].T
+    out[f"{layer}.bias"] = named[f"{layer}/bias"]
+  return {name: np.ascontiguousarray(v) for name, v in out.items()}
+
+
+def lenet_from_transjax(params, input_size: int = 28, in_channels: int = 1):
+  torch = _torch()
+  model = torch_lenet(input_size, in_channels)
+  state = lenet_state_dict(params, model.size)
+  model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+  return model.eval()
+
+
+def torch_batch(batch: Mapping[str, Any]):
+  """(images NCHW float32, labels int64) torch tensors from a transjax batch (NHWC)."""
+  torch = _torch()
+  images = np.ascontiguousarray(np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))
+  return torch.from_numpy(images), torch.from_numpy(np.array(batch["label"], np.int64))
+
+
+def pick_threads(model, x, y, repeats: int = 5) -> int:
+  """Sets PyTorch to the faster of 1 thread and its default for this model's forward pass
+  and returns it: on a shared 2-core machine PyTorch's default threads can be slower than
+  one, and the peer should not lose time to that."""
+  torch = _torch()
+  default = torch.get_num_threads()
+  best, best_t = default, float("inf")
+  for n in sorted({1, default}):
+    torch.set_num_threads(n)
+    torch_loss(model, x, y)
+    t = time.perf_counter()
+    for _ in range(repeats):
+      torch_loss(model, x, y)
+    if time.perf_counter() - t < best_t:
+      best, best_t = n, time.perf_counter() - t
+  torch.set_num_threads(best)
+  return best
+
+
+def _loss(model, x, y):
+  return _torch().nn.functional.cross_entropy(model(x), y)
+
+
+def torch_loss(model, x, y) -> float:
+  with _torch().no_grad():
+    return float(_loss(model, x, y))
+
+
+# ----------------------------------------------------------------------------- landscape
+
+
+def landscape_point_loop(model, x, y, directions: Sequence[Any], axes: Sequence[np.ndarray],
+                         size: int) -> np.ndarray:
+  """The usual PyTorch landscape: for each grid point `p.data = theta + a d1 + b d2`, then
+  one forward pass. `directions` are transjax direction pytrees (mapped to PyTorch order)."""
+  torch = _torch()
+  names = [n for n, _ in model.named_parameters()]
+  theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+  dirs = [{n: torch.from_numpy(v) for n, v in lenet_state_dict(d, size).items()}
+          for d in directions]
+  params = dict(model.named_parameters())
+  grid = np.meshgrid(*axes, indexing="ij")
+  coeffs = np.stack([g.ravel() for g in grid], axis=1)
+  out = np.empty(len(coeffs))
+  with torch.no_grad():
+    for i, c in enumerate(coeffs):
+      for n in names:
+        params[n].data = theta[n] + sum(float(ci) * d[n] for ci, d in zip(c, dirs))
+      out[i] = float(_loss(model, x, y))
+    for n in names:
+      params[n].data = theta[n]
+  return out.reshape(grid[0].shape)
+
+
+def loss_landscapes_random_plane(model, x, y, steps: int, distance: float) -> np.ndarray:
+  """`loss_landscapes.random_plane` (filter normalisation) as its documentation shows it;
+  its own random directions, so only its time is comparable. It is run on `model`'s
+  architecture with PyTorch's default initialisation: its filter normalisation divides by
+  zero on transjax's zero-initialised biases (ZeroDivisionError in filter_normalize_),
+  and the time of a forward pass does not depend on the weights."""
+  import loss_landscapes  # pylint: disable=import-outside-toplevel
+  import loss_landscapes.metrics  # pylint: disable=import-outside-toplevel
+  metric = loss_landscapes.metrics.Loss(_torch().nn.CrossEntropyLoss(), x, y)
+  _torch().manual_seed(0)
+  fresh = torch_lenet(x.shape[2], x.shape[1]).eval()
+  return np.asarray(loss_landscapes.random_plane(fresh, metric, distance=distance,
+                                                 steps=steps, normalization="filter",
+                                                 deepcopy_model=True))
+
+
+# ------------------------------------------------------------------------------ Hessian
+
+
+def _trainable(model, only: Sequence[str] | None):
+  """Parameters that require grad: all, or those whose name starts with one of `only`."""
+  for name, p in model.named_parameters():
+    p.requires_grad_(only is None or any(name.startswith(o + ".") for o in only))
+  return [p for p in model.parameters() if p.requires_grad]
+
+
+def pyhessian_top_k(model, x, y, k: int, tol: float, max_iter: int = 100,
+                    only: Sequence[str] | None = None) -> dict[str, Any]:
+  """PyHessian 0.1 `hessian(...).eigenvalues(top_n=k, maxIter, tol)` on CPU, as its README
+  calls it; `only` (layer names) sets requires_grad=False on the other parameters, which
+  restricts PyHessian's HVP to that layer. HVPs are counted by wrapping its product."""
+  torch = _torch()
+  # The package's __init__ exports the class `hessian` over its module of the same name.
+  ph = importlib.import_module("pyhessian.hessian")
+  _trainable(model, only)
+  count = {"n": 0}
+  original = ph.hessian_vector_product
+
+  def counted(*args, **kwargs):
+    count["n"] += 1
+    return original(*args, **kwargs)
+
+  ph.hessian_vector_product = counted
+  try:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    comp = ph.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+    values, _ = comp.eigenvalues(maxIter=max_iter, tol=tol, top_n=k)
+    seconds = time.perf_counter() - start
+  finally:
+    ph.hessian_vector_product = original
+    _trainable(model, None)
+  return {"eigenvalues": sorted((float(v) for v in values), reverse=True), "seconds": seconds,
+          "hvp_count": count["n"], "tol": tol, "max_iter": max_iter}
+
+
+class TorchHVP:
+  """H v of the mean loss by PyTorch double backward (the graph of the gradient is kept)."""
+
+  def __init__(self, model, x, y, only: Sequence[str] | None = None):
+    torch = _torch()
+    self.params = _trainable(model, only)
+    self.model = model
+    self.shapes = [p.shape for p in self.params]
+    self.sizes = [p.numel() for p in self.params]
+    self.dim = int(sum(self.sizes))
+    loss = _loss(model, x, y)
+    self.grads = torch.autograd.grad(loss, self.params, create_graph=True)
+    self.count = 0
+
+  def __call__(self, v: np.ndarray) -> np.ndarray:
+    torch = _torch()
+    self.count += 1
+    flat = torch.from_numpy(np.asarray(v, np.float32).ravel())
+    vs = [c.view(s) for c, s in zip(torch.split(flat, self.sizes), self.shapes)]
+    hv = torch.autograd.grad(self.grads, self.params, grad_outputs=vs, retain_graph=True)
+    return torch.cat([h.reshape(-1) for h in hv]).numpy().astype(np.float64)
+
+  def release(self):
+    _trainable(self.model, None)
+
+
+def eigsh_top_k(model, x, y, k: int, tol: float = 1e-6,
+                only: Sequence[str] | None = None) -> dict[str, Any]:
+  """`scipy.sparse.linalg.eigsh(k, which='LA', tol)` on a PyTorch double-backward HVP,
+  ARPACK's BLAS on one thread (the HVP keeps PyTorch's threads)."""
+  from scipy.sparse import linalg  # pylint: disable=import-outside-toplevel
+  import threadpoolctl  # pylint: disable=import-outside-toplevel
+  start = time.perf_counter()
+  hvp = TorchHVP(model, x, y, only)
+  op = linalg.LinearOperator((hvp.dim, hvp.dim), matvec=hvp, dtype=np.float64)
+  with threadpoolctl.threadpool_limits(1, user_api="blas"):
+    values = linalg.eigsh(op, k=k, which="LA", tol=tol,
+                          v0=np.random.default_rng(0).standard_normal(hvp.dim),
+                          return_eigenvectors=False)
+  seconds = time.perf_counter() - start
+  hvp.release()
+  return {"eigenvalues": sorted((float(v) for v in values), reverse=True), "seconds": seconds,
+          "hvp_count": hvp.count, "tol": tol}
+
+
+def torch_hvp_seconds(model, x, y, repeats: int = 5) -> float:
+  """Best time of one PyTorch HVP (double backward through the kept gradient graph)."""
+  hvp = TorchHVP(model, x, y)
+  v = np.random.default_rng(0).standard_normal(hvp.dim)
+  hvp(v)
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    hvp(v)
+    best = min(best, time.perf_counter() - t)
+  hvp.release()
+  return best
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def torch_train_images_per_s(input_size: int, in_channels: int, batch_size: int, steps: int,
+                             lr: float, momentum: float, weight_decay: float) -> dict[str, Any]:
+  """PyTorch LeNet training steps (SGD with momentum, coupled weight decay, like
+  transjax.train.make_optimizer) on one random batch; best-of-3 mean step time."""
+  torch = _torch()
+  torch.manual_seed(0)
+  model = torch_lenet(input_size, in_channels).train()
+  opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+  rng = np.random.default_rng(0)
+  x = torch.from_numpy(rng.normal(size=(batch_size, in_channels, input_size, input_size))
+                       .astype(np.float32))
+  y = torch.from_numpy(rng.integers(0, 10, batch_size))
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    loss = _loss(model, x, y)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+  # The faster of 1 thread and PyTorch's default (see pick_threads), each best of 3.
+  default = torch.get_num_threads()
+  best, threads = float("inf"), default
+  for n in sorted({1, default}):
+    torch.set_num_threads(n)
+    for _ in range(3):
+      step()
+    for _ in range(3):
+      t = time.perf_counter()
+      for _ in range(steps):
+        step()
+      if (time.perf_counter() - t) / steps < best:
+        best, threads = (time.perf_counter() - t) / steps, n
+  torch.set_num_threads(threads)
+  return {"step_ms": 1e3 * best, "images_per_s": batch_size / best,
+          "threads": threads, "torch": torch.__version__}
+
+
+# ------------------------------------------------------------------------------- theory
+
+
+def numpy_gd_step(w: np.ndarray, signs: np.ndarray, x: np.ndarray, y: np.ndarray,
+                  eta: float) -> np.ndarray:
+  """theory.twolayer's GD step in plain NumPy: two matmuls and the ReLU mask."""
+  pre_activation = x @ w
+  scale = 1.0 / np.sqrt(signs.shape[0])
+  outputs = np.maximum(pre_activation, 0) @ signs * scale
+  weighted = (outputs - y)[:, None] * (pre_activation >= 0) * (signs * scale)
+  return w - eta * (x.T @ weighted)
