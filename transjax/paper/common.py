@@ -148,7 +148,8 @@ RELATIONS = {  # relation -> (words, Welch alternative)
 
 
 def compare(name: str, a: Any, b: Any, relation: str, *, scale: float = 1.0, digits: int = 3,
-            unit: str = "", what: str = "", tolerance: float = 0.0) -> Check:
+            unit: str = "", what: str = "", tolerance: float = 0.0,
+            margin: float = 0.0) -> Check:
   """Checks `a <relation> b` for two conditions measured over seeds (or once each).
 
   relation: ">" / "<" (a significantly greater / less than b), "~" (no significant
@@ -156,14 +157,19 @@ def compare(name: str, a: Any, b: Any, relation: str, *, scale: float = 1.0, dig
   rule in NOISE_RULE. With a single value on either side the values decide; `tolerance`
   is then the difference "~" allows (and "not >"/"not <" forgive). `what` prefixes the
   numbers in the detail (e.g. "accuracy"); `scale`, `digits`, `unit` format them.
+  `margin` (">" and "<" only): a must exceed b by more than `margin` (a - margin is tested).
   """
   if relation not in RELATIONS:
     raise ValueError(f"relation must be one of {tuple(RELATIONS)}, got {relation!r}")
+  if margin and relation not in (">", "<"):
+    raise ValueError("margin applies to '>' and '<' only")
   a, b = _values(a), _values(b)
   numbers = (f"{what + ' ' if what else ''}{_fmt(a, scale, digits, unit)} vs "
-             f"{_fmt(b, scale, digits, unit)}")
+             f"{_fmt(b, scale, digits, unit)}"
+             + (f" (margin {scale * margin:g}{unit})" if margin else ""))
   if not _finite(a, b):
     return Check(name, False, f"{numbers}: a number is missing or not finite")
+  a = a - margin if relation == ">" else a + margin
   alternative = RELATIONS[relation][1]
   p = welch_p(a, b, alternative)
   if p is None:
