@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 from absl import logging
 
 from transjax import results as results_lib
@@ -103,8 +104,7 @@ def verdict_from_checks(checks: Sequence[bool]) -> str:
 # ------------------------------------------------------------------ checks against noise
 
 
-def _values(values: Any) -> "np.ndarray":
-  import numpy as np  # pylint: disable=import-outside-toplevel
+def _values(values: Any) -> np.ndarray:
   if values is None:
     return np.asarray([np.nan])
   return np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()
@@ -117,7 +117,6 @@ def welch_p(a: Any, b: Any, alternative: str) -> float | None:
   Zero spread in both groups makes the difference exact: p is 0 when the means differ in
   the tested direction and 1 otherwise (scipy would return NaN).
   """
-  import numpy as np  # pylint: disable=import-outside-toplevel
   from scipy import stats  # pylint: disable=import-outside-toplevel
   a, b = _values(a), _values(b)
   if len(a) < 2 or len(b) < 2:
@@ -131,14 +130,15 @@ def welch_p(a: Any, b: Any, alternative: str) -> float | None:
   return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
 
 
-def _fmt(values: "np.ndarray", scale: float, digits: int, unit: str) -> str:
+def _fmt(values: np.ndarray, scale: float, digits: int, unit: str) -> str:
+  if len(values) == 0:
+    return "(no values)"
   if len(values) == 1:
     return f"{scale * values[0]:.{digits}f}{unit}"
   return f"{scale * values.mean():.{digits}f}±{scale * values.std():.{digits}f}{unit}"
 
 
 def _finite(*arrays) -> bool:
-  import numpy as np  # pylint: disable=import-outside-toplevel
   return all(len(x) and np.all(np.isfinite(x)) for x in arrays)
 
 
@@ -217,7 +217,6 @@ def at_most(name: str, values: Any, threshold: float, *, scale: float = 1.0, dig
 def at_least(name: str, value: float, threshold: float, *, digits: int = 3,
              what: str = "") -> Check:
   """A single statistic is at least `threshold`."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
   text = f"{what + ' ' if what else ''}{value:.{digits}f}"
   if value is None or not np.isfinite(value):
     return Check(name, False, f"{text}: not finite")
@@ -297,7 +296,6 @@ def write_results(workdir: str, results: dict[str, Any], claims: Sequence[Claim]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  import numpy as np  # pylint: disable=import-outside-toplevel
   v = np.asarray(values, dtype=np.float64)
   return float(v.mean()), float(v.std(ddof=0))
 
