@@ -38,7 +38,10 @@ NOISE_RULE = (
     "run on either side (n = 1), or a quantity measured once (eigenvalues, landscapes, "
     "gradients of one run, one pretraining curve): the values alone decide and the check "
     "says \"single run, no noise estimate\". Thresholds (e.g. train error ≤ 5%) apply to the "
-    "mean over seeds. A NaN or a missing number fails its check.")
+    "mean over seeds. A rank correlation across targets must reach its threshold on the "
+    "means and have the lower end of its one-sided 95% bootstrap interval over seeds "
+    "(1000 resamples, fixed seed) above zero. ± is the standard deviation over seeds. "
+    "A NaN or a missing number fails its check.")
 SINGLE_RUN = "single run, no noise estimate"
 
 

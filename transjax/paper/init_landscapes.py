@@ -108,6 +108,13 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
                                 p[stat], r[stat], digits=4, what="pretrained vs random"))
     parts.append(f"{layer}: range {p['range']:.3g} vs {r['range']:.3g}, roughness "
                  f"{p['roughness']:.3g} vs {r['roughness']:.3g}")
+  # B.4: "the landscapes of randomly initialized networks worsen through the lower layers".
+  layers = [l for l in results.get("layers", []) if l in pl]
+  if len(layers) >= 2:
+    low, high = pl[layers[0]]["random"]["roughness"], pl[layers[-1]]["random"]["roughness"]
+    checks.append(common.greater(
+        f"random-init landscape worsens towards the lower layers (roughness at {layers[0]} "
+        f"above {layers[-1]})", low, high, digits=4, what=f"{layers[0]} vs {layers[-1]}"))
   conv = results["convergence"]
   sp, sr = conv["pretrained"]["steps_to_threshold"], conv["random"]["steps_to_threshold"]
   faster = sp is not None and (sr is None or sp < sr)
@@ -135,8 +142,8 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
       common.Claim(
           element="Fig 12-13 (App. B.4)",
           statement="At initialisation, pretrained landscapes of the lower layers are smoother "
-                    "than randomly initialised ones (pretrained: loss range / roughness "
-                    "smaller, pretrained vs random).",
+                    "than randomly initialised ones (loss range and roughness smaller), and "
+                    "random-init landscapes worsen towards the lower layers.",
           paper="random-init landscapes worsen through the lower layers; pretrained stay smooth",
           ours="; ".join(parts),
           checks=checks or [common.Check("lower layers to compare", False, "none")], why=why),
