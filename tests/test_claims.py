@@ -362,7 +362,8 @@ def _stats(p, r, r_norms=(0.1, 0.2, 0.4), p_spread=None, r_spread=None):
     (_stats(0.1, 1.0, r_norms=(0.4, 0.2, 0.1)), [R, P]),    # random's gradient shrinks
     (_stats(1.0, 0.1, r_norms=(0.4, 0.2, 0.1)), [N, N]),
     (_stats(0.1, 1.0, r_norms=()), [R, P]),                  # per-layer norms not stored
-], ids=["agree", "random-not-growing", "contra", "no-norms"])
+    (_stats(0.1, 1.0, r_norms=(0.1, None, 0.4)), [R, P]),    # a null (non-finite) norm
+], ids=["agree", "random-not-growing", "contra", "no-norms", "null-norm"])
 def test_gradient_stats(results, expected):
   assert _verdicts(gradient_stats.claims(results)) == expected
 

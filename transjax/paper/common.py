@@ -182,6 +182,8 @@ def compare(name: str, a: Any, b: Any, relation: str, *, scale: float = 1.0, dig
     tol = (f", tolerance {scale * tolerance:g}{unit}"
            if tolerance and relation not in (">", "<") else "")
     return Check(name, passed, f"{numbers} ({SINGLE_RUN}{tol})")
+  if not np.isfinite(p):
+    return Check(name, False, f"{numbers}: Welch test undefined (p={p})")
   significant = p < ALPHA
   passed = significant if relation in (">", "<") else not significant
   if a.var() == 0 and b.var() == 0:
@@ -220,9 +222,9 @@ def at_most(name: str, values: Any, threshold: float, *, scale: float = 1.0, dig
 def at_least(name: str, value: float, threshold: float, *, digits: int = 3,
              what: str = "") -> Check:
   """A single statistic is at least `threshold`."""
-  text = f"{what + ' ' if what else ''}{value:.{digits}f}"
   if value is None or not np.isfinite(value):
-    return Check(name, False, f"{text}: not finite")
+    return Check(name, False, f"{what + ' ' if what else ''}{value}: not finite")
+  text = f"{what + ' ' if what else ''}{value:.{digits}f}"
   return Check(name, value >= threshold, f"{text} (≥ {threshold:g})")
 
 

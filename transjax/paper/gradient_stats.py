@@ -85,9 +85,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 def _growth_check(stats: dict[str, Any]) -> common.Check:
   """Random init's ||dL/dx|| grows as it is back-propagated (norms are listed output first)."""
-  norms = (stats.get("scale") or {}).get("norms") or []
+  norms = np.asarray((stats.get("scale") or {}).get("norms") or [], np.float64)
   name = "random-init gradient grows through back-propagation (input end above output end)"
-  if len(norms) < 2 or not all(np.isfinite(norms)):
+  if len(norms) < 2 or not np.all(np.isfinite(norms)):
     return common.Check(name, False, "fewer than 2 finite per-layer gradient norms stored")
   return common.Check(name, norms[-1] > norms[0],
                       f"||dL/dx|| {norms[0]:.4g} at the output end, {norms[-1]:.4g} at the "
