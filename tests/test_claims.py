@@ -313,7 +313,7 @@ def test_init_landscapes(results, expected):
 @pytest.mark.parametrize("fc_roughness, expected", [(0.5, R), (2.0, P)])
 def test_b4_random_landscape_worsens_towards_lower_layers(fc_roughness, expected):
   results = _init(0.1, 1.0, 10, 50, 0.3, 0.9)
-  results["layers"] = ["conv1", "conv2", "fc"]
+  results["layers"] = ["conv1", "conv2", "fc"]     # lower layers: conv1, conv2
   results["per_layer"]["fc"] = {"pretrained": {"range": 0.1, "roughness": 0.1},
                                 "random": {"range": 0.1, "roughness": fc_roughness}}
   claim = init_landscapes.claims(results)[1]
