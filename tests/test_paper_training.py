@@ -48,61 +48,7 @@ def test_smoke_runs_end_to_end(name, tmp_path, shared_sources):
     assert set(c["element"].split(" / ")) <= set(module.ELEMENTS), c["element"]
 
 
-def _tt_results(test_errors, deviations, scratch_errors, curve, train_error=0.0):
-  targets = ["near", "mid", "far"]
-  table = {}
-  for t, e, d, s in zip(targets, test_errors, deviations, scratch_errors):
-    table[t] = {
-        "fixed": {"train_error": [train_error] * 3, "test_error": [e] * 3, "deviation": [d] * 3,
-                  "curve_steps": [0, 1, 2, 3], "curves": [curve] * 3},
-        "finetune": {"train_error": [0.0] * 3, "test_error": [e] * 3, "deviation": [10 * d] * 3,
-                     "curve_steps": [0, 1, 2, 3], "curves": [curve] * 3},
-        "scratch": {"train_error": [0.0] * 3, "test_error": [s] * 3, "deviation": [1.0] * 3,
-                    "curve_steps": [0, 1, 2, 3], "curves": [curve] * 3}}
-  return {"targets": targets, "modes": ["fixed", "finetune", "scratch"], "table": table,
-          "data": {}, "table2": transfer_targets.table2(table, targets)}
-
-
-def test_transfer_targets_claims_follow_the_numbers():
-  agree = transfer_targets.claims(_tt_results(
-      [0.05, 0.2, 0.4], [0.01, 0.05, 0.1], [0.5, 0.3, 0.42], [0.0, 0.1, 0.2, 0.3]))
-  assert [c.verdict for c in agree] == [common.REPRODUCED] * 4
-  contra = transfer_targets.claims(_tt_results(
-      [0.05, 0.06, 0.07], [0.1, 0.05, 0.01], [0.04, 0.3, 0.5], [0.3, 0.2, 0.1, 0.0],
-      train_error=0.3))
-  assert [c.verdict for c in contra] == [common.NOT_REPRODUCED] * 4
-  bad_train = _tt_results([0.05, 0.2, 0.4], [0.01, 0.05, 0.1], [0.5, 0.3, 0.42], [0, 1, 2, 3])
-  bad_train["table"]["far"]["fixed"]["train_error"] = [0.3] * 3
-  assert transfer_targets.claims(bad_train)[0].verdict == common.PARTLY
-
-
-def _il_results(acc, dev_fashion, dev_scratch, real, colour, scratch):
-  def entry(a, dev=0.1):
-    return {"accuracy": [a], "deviation": {g: [dev] for g in inputs_labels.LAYER_GROUPS},
-            "deviation_sum": [3 * dev]}
-  names = ("mnist", "mnist_upside_down", "fashion_mnist", "scratch")
-  inputs = {n: entry(a) for n, a in zip(names, acc)}
-  inputs["fashion_mnist"] = entry(acc[2], dev_fashion)
-  inputs["scratch"] = entry(acc[3], dev_scratch)
-  return {"inputs": inputs, "labels": {"cifar_real": entry(real), "cifar_colour": entry(colour),
-                                       "scratch": entry(scratch)}, "data": {}}
-
-
-def test_inputs_labels_claims_follow_the_numbers():
-  agree = inputs_labels.claims(_il_results([0.9, 0.85, 0.61, 0.6], 0.3, 0.3, 0.7, 0.41, 0.4))
-  assert [c.verdict for c in agree[:3]] == [common.REPRODUCED] * 3
-  contra = inputs_labels.claims(_il_results([0.5, 0.6, 0.9, 0.7], 0.1, 0.3, 0.3, 0.6, 0.4))
-  assert [c.verdict for c in contra[:3]] == [common.NOT_REPRODUCED] * 3
-  assert all(c.verdict == common.NOT_REPRODUCED and "not run" in c.why for c in agree[3:])
-
-
-def test_pretrain_epochs_claims_follow_the_numbers():
-  base = {"steps": [1, 2, 3, 4], "epochs": [1, 2, 3, 4], "data": {},
-          "source_accuracy": [0.5, 0.7, 0.8, 0.9]}
-  peak = dict(base, target_accuracy=[[0.5], [0.7], [0.65], [0.6]])
-  rising = dict(base, target_accuracy=[[0.5], [0.6], [0.65], [0.7]])
-  assert pretrain_epochs.claims(peak)[0].verdict == common.REPRODUCED
-  assert pretrain_epochs.claims(rising)[0].verdict == common.NOT_REPRODUCED
+# claims() of these experiments: tests/test_claims.py.
 
 
 def test_full_configs_validate_without_data():
@@ -139,20 +85,6 @@ def test_full_transfer_targets_without_weights_is_a_clear_error(tmp_path):
   c.init_from = str(tmp_path / "missing.pth")
   with pytest.raises(FileNotFoundError, match="does not exist"):
     transfer_targets.run(c, str(tmp_path))
-
-
-@pytest.mark.parametrize("imagenet_cub, places_indoor, verdict", [
-    (0.80, 0.70, common.REPRODUCED), (0.60, 0.50, common.NOT_REPRODUCED)])
-def test_fig8cd_verdicts_are_computed(imagenet_cub, places_indoor, verdict):
-  cd = {"accuracy": {"imagenet/cub200": [imagenet_cub], "places/cub200": [0.7],
-                     "imagenet/mit_indoor": [0.6], "places/mit_indoor": [places_indoor]},
-        "mean_test_error": {"imagenet/cub200": [1 - imagenet_cub], "places/cub200": [0.3],
-                            "imagenet/mit_indoor": [0.4], "places/mit_indoor": [1 - places_indoor]}}
-  claims = inputs_labels._scene_claims(cd)  # pylint: disable=protected-access
-  assert [c.element for c in claims] == ["Fig 8c", "Fig 8d"]
-  assert {c.verdict for c in claims} == {verdict}
-  assert {c.verdict for c in inputs_labels._scene_claims(inputs_labels.NOT_RUN_8CD)} == {
-      common.NOT_REPRODUCED}
 
 
 def test_fig8cd_missing_weights_is_a_clear_error(tmp_path):

@@ -1,7 +1,10 @@
 """What the paper experiments share: claims with computed verdicts, shared source runs.
 
-A `Claim` pairs a statement of the paper (and its numbers) with ours and a verdict that
-is computed from our numbers by the experiment's `claims()` function, never written in.
+A `Claim` pairs a statement of the paper (and its numbers) with ours and the sub-checks
+(`Check`) of the parts its sentence states; its verdict is computed from the checks, which
+the experiment's `claims()` function computes from our numbers, never written in. The
+comparison helpers (`greater`, `less`, `similar`, `compare`) apply one rule against seed
+noise, `NOISE_RULE`, which the REPORT prints.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 from absl import logging
 
 from transjax import results as results_lib
@@ -23,23 +27,71 @@ PARTLY = "partly reproduced"
 NOT_REPRODUCED = "not reproduced"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED)
 
+ALPHA = 0.05
+NOISE_RULE = (
+    "Noise rule: where a check compares conditions measured over seeds, a difference counts "
+    f"only when a one-sided Welch t-test over the seeds gives p < {ALPHA} "
+    "(scipy.stats.ttest_ind, equal_var=False); \"~\" (the paper's \"similar\", \"barely\") "
+    f"holds when the two-sided Welch test gives p ≥ {ALPHA}, and \"no improvement\" holds "
+    "unless the improvement is significant, so a tie within noise counts as \"~\" and as a "
+    "failed \"greater than\". Zero spread in both groups: the means decide exactly. A single "
+    "run on either side (n = 1), or a quantity measured once (eigenvalues, landscapes, "
+    "gradients of one run, one pretraining curve): the values alone decide and the check "
+    "says \"single run, no noise estimate\". Thresholds (e.g. train error ≤ 5%) apply to the "
+    "mean over seeds. A rank correlation across targets must reach its threshold on the "
+    "means and have the lower end of its one-sided 95% bootstrap interval over seeds "
+    "(1000 resamples, fixed seed) above zero. ± is the standard deviation over seeds. "
+    "A NaN or a missing number fails its check.")
+SINGLE_RUN = "single run, no noise estimate"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """One part of a claim's sentence, tested on our numbers."""
+  name: str             # what the part says, e.g. "fine-tuning beats scratch on usps"
+  passed: bool
+  detail: str = ""      # the numbers that decided it: means ± std, n, p-value or "single run"
+
+  def __post_init__(self):
+    object.__setattr__(self, "passed", bool(self.passed))
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-  """One checked statement of the paper."""
+  """One checked statement of the paper; its verdict is computed from its checks.
+
+  `checks` are the parts the statement's sentence states (`Check`s); the verdict is
+  `verdict_from_checks` over all of them. A claim that could not be checked (not run)
+  carries one failing check that says so.
+  """
   element: str          # "Table 1", "Fig 8a", ...
   statement: str        # what the paper claims, in words
   paper: str            # the paper's numbers or description
   ours: str             # our numbers, formatted
-  verdict: str          # one of VERDICTS, computed
+  checks: tuple[Check, ...]
   why: str = ""         # e.g. "stand-in data (USPS for SVHN); LeNet instead of ResNet-50"
+  verdict: str = ""     # computed from `checks`; never passed in
 
   def __post_init__(self):
-    if self.verdict not in VERDICTS:
-      raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+    if isinstance(self.checks, str):
+      raise TypeError("Claim takes its checks (Check objects), not a verdict: verdicts are "
+                      "computed from the checks.")
+    checks = tuple(self.checks)
+    if not checks or not all(isinstance(c, Check) for c in checks):
+      raise ValueError(f"a Claim needs at least one Check, got {self.checks!r}")
+    verdict = verdict_from_checks([c.passed for c in checks])
+    if self.verdict and self.verdict != verdict:
+      raise ValueError(f"verdict {self.verdict!r} given, but the checks give {verdict!r}")
+    object.__setattr__(self, "checks", checks)
+    object.__setattr__(self, "verdict", verdict)
 
-  def to_dict(self) -> dict[str, str]:
-    return dataclasses.asdict(self)
+  def to_dict(self) -> dict[str, Any]:
+    return {"element": self.element, "statement": self.statement, "paper": self.paper,
+            "ours": self.ours, "verdict": self.verdict, "why": self.why,
+            "checks": [c.to_dict() for c in self.checks]}
 
 
 def verdict_from_checks(checks: Sequence[bool]) -> str:
@@ -50,6 +102,130 @@ def verdict_from_checks(checks: Sequence[bool]) -> str:
   if any(checks):
     return PARTLY
   return NOT_REPRODUCED
+
+
+# ------------------------------------------------------------------ checks against noise
+
+
+def _values(values: Any) -> np.ndarray:
+  if values is None:
+    return np.asarray([np.nan])
+  return np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()
+
+
+def welch_p(a: Any, b: Any, alternative: str) -> float | None:
+  """p-value of Welch's t-test of a against b ("greater": mean a > mean b, "less",
+  "two-sided"); None with fewer than 2 values on either side (no noise estimate).
+
+  Zero spread in both groups makes the difference exact: p is 0 when the means differ in
+  the tested direction and 1 otherwise (scipy would return NaN).
+  """
+  from scipy import stats  # pylint: disable=import-outside-toplevel
+  a, b = _values(a), _values(b)
+  if len(a) < 2 or len(b) < 2:
+    return None
+  if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    return float("nan")
+  if a.var() == 0 and b.var() == 0:
+    d = a.mean() - b.mean()
+    hit = {"greater": d > 0, "less": d < 0, "two-sided": d != 0}[alternative]
+    return 0.0 if hit else 1.0
+  return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+
+
+def _fmt(values: np.ndarray, scale: float, digits: int, unit: str) -> str:
+  if len(values) == 0:
+    return "(no values)"
+  if len(values) == 1:
+    return f"{scale * values[0]:.{digits}f}{unit}"
+  return f"{scale * values.mean():.{digits}f}±{scale * values.std():.{digits}f}{unit}"
+
+
+def _finite(*arrays) -> bool:
+  return all(len(x) and np.all(np.isfinite(x)) for x in arrays)
+
+
+RELATIONS = {  # relation -> (words, Welch alternative)
+    ">": ("greater", "greater"), "<": ("less", "less"), "~": ("similar", "two-sided"),
+    "not >": ("not greater", "greater"), "not <": ("not less", "less")}
+
+
+def compare(name: str, a: Any, b: Any, relation: str, *, scale: float = 1.0, digits: int = 3,
+            unit: str = "", what: str = "", tolerance: float = 0.0,
+            margin: float = 0.0) -> Check:
+  """Checks `a <relation> b` for two conditions measured over seeds (or once each).
+
+  relation: ">" / "<" (a significantly greater / less than b), "~" (no significant
+  difference, two-sided), "not >" / "not <" (no significant increase / decrease), by the
+  rule in NOISE_RULE. With a single value on either side the values decide; `tolerance`
+  is then the difference "~" allows (and "not >"/"not <" forgive). `what` prefixes the
+  numbers in the detail (e.g. "accuracy"); `scale`, `digits`, `unit` format them.
+  `margin` (">" and "<" only): a must exceed b by more than `margin` (a - margin is tested).
+  """
+  if relation not in RELATIONS:
+    raise ValueError(f"relation must be one of {tuple(RELATIONS)}, got {relation!r}")
+  if margin and relation not in (">", "<"):
+    raise ValueError("margin applies to '>' and '<' only")
+  a, b = _values(a), _values(b)
+  numbers = (f"{what + ' ' if what else ''}{_fmt(a, scale, digits, unit)} vs "
+             f"{_fmt(b, scale, digits, unit)}"
+             + (f" (margin {scale * margin:g}{unit})" if margin else ""))
+  if not _finite(a, b):
+    return Check(name, False, f"{numbers}: a number is missing or not finite")
+  a = a - margin if relation == ">" else a + margin
+  alternative = RELATIONS[relation][1]
+  p = welch_p(a, b, alternative)
+  if p is None:
+    d = float(a.mean() - b.mean())
+    passed = {">": d > 0, "<": d < 0, "~": abs(d) <= tolerance, "not >": d <= tolerance,
+              "not <": d >= -tolerance}[relation]
+    tol = (f", tolerance {scale * tolerance:g}{unit}"
+           if tolerance and relation not in (">", "<") else "")
+    return Check(name, passed, f"{numbers} ({SINGLE_RUN}{tol})")
+  if not np.isfinite(p):
+    return Check(name, False, f"{numbers}: Welch test undefined (p={p})")
+  significant = p < ALPHA
+  passed = significant if relation in (">", "<") else not significant
+  if a.var() == 0 and b.var() == 0:
+    return Check(name, passed, f"{numbers}, no spread in either group (exact), "
+                               f"n={len(a)}/{len(b)}")
+  side = "two-sided" if alternative == "two-sided" else "one-sided"
+  return Check(name, passed, f"{numbers}, Welch {side} p={p:.3g}, n={len(a)}/{len(b)}")
+
+
+def greater(name: str, a: Any, b: Any, **kw) -> Check:
+  """a significantly greater than b (see `compare`)."""
+  return compare(name, a, b, ">", **kw)
+
+
+def less(name: str, a: Any, b: Any, **kw) -> Check:
+  """a significantly less than b (see `compare`)."""
+  return compare(name, a, b, "<", **kw)
+
+
+def similar(name: str, a: Any, b: Any, **kw) -> Check:
+  """a ~ b: no significant difference either way (see `compare`)."""
+  return compare(name, a, b, "~", **kw)
+
+
+def at_most(name: str, values: Any, threshold: float, *, scale: float = 1.0, digits: int = 3,
+            unit: str = "", what: str = "") -> Check:
+  """The mean over seeds is at most `threshold` (a threshold, not a comparison)."""
+  v = _values(values)
+  numbers = f"{what + ' ' if what else ''}{_fmt(v, scale, digits, unit)}"
+  if not _finite(v):
+    return Check(name, False, f"{numbers}: a number is missing or not finite")
+  return Check(name, v.mean() <= threshold,
+               f"{numbers} (mean ≤ {scale * threshold:g}{unit}, n={len(v)})")
+
+
+def at_least(name: str, value: float, threshold: float, *, digits: int = 3,
+             what: str = "") -> Check:
+  """A single statistic is at least `threshold`."""
+  if value is None or not np.isfinite(value):
+    return Check(name, False, f"{what + ' ' if what else ''}{value}: not finite")
+  text = f"{what + ' ' if what else ''}{value:.{digits}f}"
+  return Check(name, value >= threshold, f"{text} (≥ {threshold:g})")
 
 
 def _stand_ins(description: str) -> set[str]:
@@ -125,7 +301,6 @@ def write_results(workdir: str, results: dict[str, Any], claims: Sequence[Claim]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  import numpy as np  # pylint: disable=import-outside-toplevel
   v = np.asarray(values, dtype=np.float64)
   return float(v.mean()), float(v.std(ddof=0))
 

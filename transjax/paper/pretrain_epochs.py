@@ -98,29 +98,49 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def claims(results: dict[str, Any]) -> list[common.Claim]:
+  """Fig 9: "Although accuracy of pretraining increases stably, transferability increases
+  only during the early epochs and decreases afterwards." Source accuracy comes from the one
+  pretraining run (single run); target accuracy is per fine-tuning seed at each step. The
+  peak is the step with the best mean, so its tests against the first and last steps lean
+  towards passing (the peak is chosen on the same numbers); with few seeds they still need
+  a difference well outside the seed spread."""
   why = common.qualifiers(list(results.get("data", {}).values()),
                          "ResNet-50 pretrained on Food-101 and fine-tuned on CUB-200")
   src = np.asarray(results["source_accuracy"], np.float64)
-  tgt = np.asarray([np.mean(t) for t in results["target_accuracy"]], np.float64)
+  per_step = [np.asarray(t, np.float64) for t in results["target_accuracy"]]
+  tgt = np.asarray([np.mean(t) for t in per_step], np.float64)
   best = int(np.argmax(tgt))
-  peaked_early = best < len(tgt) - 1 and tgt[-1] < tgt.max() - DECLINE_MARGIN
-  source_rises = src[-1] >= src.max() - DECLINE_MARGIN and src[-1] > src[0]
   epochs = results["epochs"]
   ours = (f"source acc % {' '.join(f'{100 * a:.1f}' for a in src)}; target acc % "
           f"{' '.join(f'{100 * a:.1f}' for a in tgt)} (peak at epoch {epochs[best]:.1f} of "
           f"{epochs[-1]:.1f}; last {100 * (tgt[-1] - tgt.max()):+.1f} points from the peak)")
-  if peaked_early and source_rises:
-    verdict = common.REPRODUCED
-  elif peaked_early or (not source_rises and tgt[-1] < tgt.max() - DECLINE_MARGIN):
-    verdict = common.PARTLY
+  rises = bool(src[-1] > src[0] and src[-1] >= src.max() - DECLINE_MARGIN)
+  pct = {"scale": 100, "digits": 2, "unit": "%", "what": "target accuracy"}
+  checks = [common.Check(
+      "source accuracy keeps increasing with pretraining", rises,
+      f"source accuracy {100 * src[0]:.2f}% at the first step, {100 * src.max():.2f}% at best, "
+      f"{100 * src[-1]:.2f}% at the last (last above the first and within "
+      f"{100 * DECLINE_MARGIN:g} points of the best; {common.SINGLE_RUN})")]
+  if 0 < best:
+    checks.append(common.greater(
+        f"target accuracy increases in the early epochs (peak at epoch {epochs[best]:.3g} "
+        f"above epoch {epochs[0]:.3g})", per_step[best], per_step[0], **pct))
   else:
-    verdict = common.NOT_REPRODUCED
+    checks.append(common.Check("target accuracy increases in the early epochs", False,
+                               f"the peak is the first checkpoint (epoch {epochs[0]:.3g})"))
+  if best < len(tgt) - 1:
+    checks.append(common.greater(
+        f"target accuracy declines afterwards (peak at epoch {epochs[best]:.3g} above the last, "
+        f"epoch {epochs[-1]:.3g})", per_step[best], per_step[-1], **pct))
+  else:
+    checks.append(common.Check("target accuracy declines afterwards", False,
+                               f"the peak is the last checkpoint (epoch {epochs[-1]:.3g})"))
   return [common.Claim(
       "Fig 9",
       "While source accuracy keeps increasing with pretraining, target accuracy after "
       "fine-tuning increases only in the early epochs and then declines.",
       "Food-101 -> CUB-200: target accuracy peaks early in pretraining, then decreases",
-      ours, verdict, why)]
+      ours, checks, why)]
 
 
 def _figures(results: dict[str, Any], workdir: str) -> list[str]:

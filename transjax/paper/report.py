@@ -2,7 +2,10 @@
 
 The verdicts are recomputed here by each experiment module's `claims(results)` from the
 numbers in its results.json (they are never typed in); a module that cannot be imported
-falls back to the claims stored in its results.json.
+falls back to the claims stored in its results.json. Under each experiment the report lists
+every claim's sub-checks with their numbers and pass/fail; stored claims written before
+claims had sub-checks show their stored verdict alone. The header states the noise rule
+(`common.NOISE_RULE`) once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,31 @@ def experiment_claims(module_name: str, results: dict[str, Any]) -> list[dict[st
   except ImportError:
     return list(results.get("claims", []))
   return [c.to_dict() for c in module.claims(results)]
+
+
+def _checks_held(claim: dict[str, Any]) -> str:
+  """"3/5" sub-checks held, or "—" for a stored claim written before claims had checks."""
+  checks = claim.get("checks")
+  if not checks:
+    return "—"
+  return f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)}"
+
+
+def sub_check_lines(claims: Sequence[dict[str, Any]]) -> list[str]:
+  """Markdown lines listing every claim's sub-checks: name, pass/fail and the numbers."""
+  if not claims:
+    return []
+  lines = ["", "**Sub-checks**", ""]
+  for c in claims:
+    lines.append(f"- {c['element']} — {c['statement']} **{c['verdict']}**")
+    checks = c.get("checks")
+    if not checks:
+      lines.append("  - (stored without sub-checks: verdict as stored)")
+      continue
+    for k in checks:
+      detail = f" — {k['detail']}" if k.get("detail") else ""
+      lines.append(f"  - {k['name']}: **{'pass' if k.get('passed') else 'fail'}**{detail}")
+  return lines
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -82,15 +110,19 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
            f"reproduced, {counts[common.NOT_REPRODUCED]} not reproduced"
            + (f"; **{len(bad)} experiment(s) failed**: "
               + ", ".join(st["name"] for st in bad) if bad else ""), "",
-           "Verdicts are computed by each experiment's `claims()` from our numbers: all checks "
-           "hold → reproduced, some → partly, none → not reproduced. *Why* names the "
-           "stand-in data and the smaller scale that qualify a verdict.", "",
+           "Verdicts are computed by each experiment's `claims()` from our numbers: each claim "
+           "is split into the parts its sentence states (its sub-checks, listed under each "
+           "experiment with their numbers); all sub-checks hold → reproduced, some → partly, "
+           "none → not reproduced. *Why* names the stand-in data and the smaller scale that "
+           "qualify a verdict.", "",
+           common.NOISE_RULE, "",
            "## All claims", "",
-           "| element | paper's claim | paper | ours | verdict | why |",
-           "|---|---|---|---|---|---|"]
+           "| element | paper's claim | paper | ours | checks | verdict | why |",
+           "|---|---|---|---|---|---|---|"]
   for _, c in all_claims:
     lines.append(f"| {_cell(c['element'])} | {_cell(c['statement'])} | {_cell(c['paper'])} | "
-                 f"{_cell(c['ours'])} | **{c['verdict']}** | {_cell(c.get('why', ''))} |")
+                 f"{_cell(c['ours'])} | {_checks_held(c)} | **{c['verdict']}** | "
+                 f"{_cell(c.get('why', ''))} |")
   lines += ["", "## Experiments", "",
             "| experiment | paper elements | status | wall time | commit |", "|---|---|---|---|---|"]
   for st, results, _ in per_exp:
@@ -120,6 +152,7 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
     for c in claims:
       lines.append(f"| {_cell(c['element'])} | {_cell(c['paper'])} | {_cell(c['ours'])} | "
                    f"**{c['verdict']}** | {_cell(c.get('why', ''))} |")
+    lines += sub_check_lines(claims)
   path = os.path.join(workdir, "REPORT.md")
   with open(path, "w") as f:
     f.write(machine_independent("\n".join(lines) + "\n", workdir, data_dir))
