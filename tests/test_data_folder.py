@@ -2,6 +2,7 @@
 one short training run on a folder."""
 
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -68,8 +69,11 @@ def test_variable_sizes_need_image_size_and_mixed_channels_become_rgb(tmp_path):
   _write(root / "train" / "x" / "grey.png", (9, 9), colour=False)
   with pytest.raises(folder.FolderError, match="different sizes.*image_size"):
     data.load(f"folder:{root}", "train")
-  ds = data.load(f"folder:{root}", "train", image_size=(16, 16))
+  with mock.patch.object(folder.logging, "warning") as warning:
+    ds = data.load(f"folder:{root}", "train", image_size=(16, 16))
   assert ds.images.shape == (2, 16, 16, 3)
+  notice = warning.call_args.args[0] % warning.call_args.args[1:]   # one notice line
+  assert "2 image size(s) (e.g. 9x9, 20x30) resized to 16x16" in notice
   grey = ds.images[1]
   np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
 

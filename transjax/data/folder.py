@@ -87,9 +87,10 @@ def _decode(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise FolderError(f"{path} is not a readable image: {e}") from None
     array = array[..., None] if array.ndim == 2 else array
-    if image_size is not None:
+    original = array.shape[:2]
+    if image_size is not None and original != tuple(image_size):
         array = resize_images(array[None], *image_size)[0]
-    return array
+    return array, original
 
 
 def load_split(root: str | os.PathLike, split: str, image_size: tuple[int, int] | None = None,
@@ -108,12 +109,19 @@ def load_split(root: str | os.PathLike, split: str, image_size: tuple[int, int] 
     start = last = time.perf_counter()
     images = []
     with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
-        for i, array in enumerate(pool.map(lambda p: _decode(p, image_size), files)):
+        originals = set()
+        for i, (array, original) in enumerate(pool.map(lambda p: _decode(p, image_size), files)):
             images.append(array)
+            originals.add(original)
             if time.perf_counter() - last > 10:
                 last = time.perf_counter()
                 logging.info("%s: read %d/%d images (%.0f/s)", directory, i + 1, len(files),
                              (i + 1) / (last - start))
+    resized = sorted(o for o in originals if image_size is not None and o != tuple(image_size))
+    if resized:
+        logging.warning("notice: %s: %d image size(s) (e.g. %s) resized to %dx%d as they are read",
+                        directory, len(resized), ", ".join(f"{h}x{w}" for h, w in resized[:3]),
+                        *image_size)
     if len({a.shape[-1] for a in images}) > 1:
         images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
     shapes = {a.shape for a in images}

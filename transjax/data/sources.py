@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 from transjax.data import folder
 from transjax.data import idx
@@ -207,6 +208,9 @@ def _stack_images(images: list[np.ndarray], name: str, image_size) -> np.ndarray
     shapes = {im.shape for im in images}
     if image_size is not None and len(shapes) > 1:
         from transjax.data.transforms import resize_images  # pylint: disable=g-import-not-at-top
+        logging.warning("notice: tfds:%s images come in %d sizes (e.g. %s); resized to %dx%d "
+                        "as they are read", name, len(shapes),
+                        ", ".join(f"{s[0]}x{s[1]}" for s in sorted(shapes)[:3]), *image_size)
         return np.concatenate(
             [resize_images(im[None], *image_size) for im in images]).astype(np.uint8)
     if len(shapes) > 1:
