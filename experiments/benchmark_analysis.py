@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from transjax import cli
 from transjax import functional
 from transjax.analysis import hessian, landscape, subset
 from transjax.models import build_model
@@ -267,4 +268,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)

@@ -26,6 +26,8 @@ import time
 
 from absl import app, flags
 
+from transjax import cli
+
 _OUTPUT = flags.DEFINE_string("output", "runs/benchmark_gpu.json", "Where to write the JSON.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "Tiny sizes: checks the script runs (CPU, ~1 min).")
 _PEERS = flags.DEFINE_bool("peers", False, "Also time the PyTorch CPU peers.")
@@ -101,4 +103,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)

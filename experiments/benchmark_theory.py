@@ -22,6 +22,7 @@ import numpy as np
 
 from theory import presets as theory_config
 from theory import sweep, twolayer
+from transjax import cli
 
 _MIN_LOG2_M = flags.DEFINE_integer("min_log2_m", 10, "Smallest width, as log2 m.")
 _MAX_LOG2_M = flags.DEFINE_integer("max_log2_m", 16, "Largest width, as log2 m (<= 17 fits "
@@ -97,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)

@@ -140,4 +140,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)
