@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from transjax.models.conv import conv_general_dilated
-from transjax.models.heads import apply_head, make_head
+from transjax.models.heads import FeaturesAndHead, make_head
 from transjax.models.taps import tap
 
 BN_MOMENTUM = 0.99
@@ -155,7 +155,7 @@ class MBConv(nnx.Module):
     return x + y if self.residual else y
 
 
-class EfficientNetLite(nnx.Module):
+class EfficientNetLite(FeaturesAndHead):
   """EfficientNet-Lite on (B, H, W, C) inputs scaled as (x - 127) / 128.
 
   Args:
@@ -190,13 +190,6 @@ class EfficientNetLite(nnx.Module):
       x = block(tap(x, f"blocks.{i}", taps), train)
     x = jax.nn.relu6(self.head_conv(tap(x, "head_conv", taps), train))
     return jnp.mean(x, axis=(1, 2))
-
-  def __call__(self, x: jax.Array, train: bool = False, taps=None,
-               frozen_features: bool = False) -> jax.Array:
-    """Logits; with `frozen_features` the BatchNorms below the head use their running
-    statistics even when `train` (a fixed feature extractor: see functional.make_loss_fn)."""
-    feats = self.features(x, train and not frozen_features, taps)
-    return apply_head(self.fc, tap(feats, "fc", taps), train)
 
 
 def build(name: str, num_classes: int, *, in_channels: int = 3, input_size: int = 224,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from transjax.models.taps import tap
+
 # torchvision's BatchNorm2d(momentum=0.1) updates running = 0.9 running + 0.1 batch;
 # in Flax terms that is momentum 0.9. eps 1e-5 as torchvision.
 BN_MOMENTUM = 0.9
@@ -46,3 +48,18 @@ def apply_head(head: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
   if isinstance(head, MLPHead):
     return head(x, train)
   return head(x)
+
+
+class FeaturesAndHead(nnx.Module):
+  """A model made of `features(x, train, taps)` (pooled features) and the head `self.fc`.
+
+  Subclasses (ResNet, EfficientNet) define `features`; this gives them the one call
+  signature every transjax model has.
+  """
+
+  def __call__(self, x: jax.Array, train: bool = False, taps=None,
+               frozen_features: bool = False) -> jax.Array:
+    """Logits; with `frozen_features` the BatchNorms below the head use their running
+    statistics even when `train` (a fixed feature extractor: see functional.make_loss_fn)."""
+    feats = self.features(x, train and not frozen_features, taps)
+    return apply_head(self.fc, tap(feats, "fc", taps), train)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from transjax.models.conv import conv_general_dilated
-from transjax.models.heads import BN_EPSILON, BN_MOMENTUM, apply_head, make_head
+from transjax.models.heads import BN_EPSILON, BN_MOMENTUM, FeaturesAndHead, make_head
 from transjax.models.taps import tap
 
 # torch.nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"): N(0, 2 / fan_out),
@@ -109,7 +109,7 @@ class Bottleneck(nnx.Module):
     return jax.nn.relu(y + shortcut)
 
 
-class ResNet(nnx.Module):
+class ResNet(FeaturesAndHead):
   """A torchvision-style ResNet on (B, H, W, C) inputs.
 
   Args:
@@ -163,13 +163,6 @@ class ResNet(nnx.Module):
       for j, blk in enumerate(stage):
         x = blk(tap(x, f"layer{i + 1}.{j}", taps), train)
     return jnp.mean(x, axis=(1, 2))
-
-  def __call__(self, x: jax.Array, train: bool = False, taps=None,
-               frozen_features: bool = False) -> jax.Array:
-    """Logits; with `frozen_features` the BatchNorms below the head use their running
-    statistics even when `train` (a fixed feature extractor: see functional.make_loss_fn)."""
-    feats = self.features(x, train and not frozen_features, taps)
-    return apply_head(self.fc, tap(feats, "fc", taps), train)
 
 
 CONFIGS = {
