@@ -49,6 +49,8 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.model.head = "linear"            # linear | mlp (the paper's BN + LeakyReLU 512-unit head)
   c.model.input_size = 28            # images are padded/resized to this square size
   c.model.in_channels = 1            # 1 grey, 3 RGB
+  c.model.bn_momentum = 0.0          # 0: the architecture's own; else every BatchNorm's running-
+                                     # average momentum m (flax: new = m old + (1 - m) batch)
 
   c.data = ml_collections.ConfigDict()
   c.data.train = data_spec("digits", "train")
@@ -190,6 +192,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail("model.name", config.model.name, f"one of {MODEL_NAMES}")
   if config.model.head not in HEAD_KINDS:
     _fail("model.head", config.model.head, f"one of {HEAD_KINDS}")
+  if not 0.0 <= config.model.get("bn_momentum", 0.0) < 1.0:
+    _fail("model.bn_momentum", config.model.bn_momentum, "0 (the architecture's own) or in (0, 1)")
   if config.model.in_channels not in (1, 3):
     _fail("model.in_channels", config.model.in_channels, "1 or 3")
   if config.model.input_size < 8:

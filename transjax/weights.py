@@ -30,8 +30,13 @@ from transjax.models import build_model
 
 def build_from_config(config: ml_collections.ConfigDict, num_classes: int) -> nnx.Module:
   m = config.model
-  return build_model(m.name, num_classes, in_channels=m.in_channels, input_size=m.input_size,
-                     head=m.head, seed=config.seed)
+  model = build_model(m.name, num_classes, in_channels=m.in_channels, input_size=m.input_size,
+                      head=m.head, seed=config.seed)
+  if m.get("bn_momentum", 0.0):
+    for _, module in model.iter_modules():
+      if isinstance(module, nnx.BatchNorm):
+        module.momentum = float(m.bn_momentum)
+  return model
 
 
 def transfer_weights(source: Any, target: Any, *, skip_prefix: str | None, what: str) -> Any:

@@ -254,15 +254,38 @@ def stand_in_note(data_descriptions: Sequence[str]) -> str:
   return ("stand-in data: " + "; ".join(sorted(pairs))) if pairs else ""
 
 
-def qualifiers(data_descriptions: Sequence[str], paper_setting: str) -> str:
+_MODEL_NAMES = {"lenet": "LeNet", "resnet_tiny": "a tiny ResNet", "resnet18": "ResNet-18",
+                "resnet50": "ResNet-50"}
+
+
+def model_description(run_config: ml_collections.ConfigDict) -> str:
+  """What the scale notes call a training config's network: "LeNet", "ResNet-50", or
+  "EfficientNet-Lite0 (ImageNet) at 64 px" (the imagenet preset's stand-in for ResNet-50)."""
+  name = run_config.model.name
+  if name.startswith("efficientnet_lite"):
+    return (f"EfficientNet-Lite{name[-1]} (ImageNet) at {run_config.model.input_size} px")
+  return _MODEL_NAMES.get(name, name)
+
+
+def scale_note(results: dict[str, Any], text: str) -> str:
+  """The scale part of a verdict's "why": "" at the paper's scale (the full preset), else
+  `text` with {model} replaced by the network the results come from (`results["model"]`,
+  LeNet in results written before it was recorded)."""
+  if results.get("preset") == "full":
+    return ""
+  return text.format(model=results.get("model") or "LeNet")
+
+
+def qualifiers(data_descriptions: Sequence[str], paper_setting: str, model: str = "LeNet") -> str:
   """The "why" of a verdict: stand-ins used, and the scale when it is not the paper's.
 
-  Results computed without any TFDS data (the smoke and quick presets) are at CPU scale:
-  LeNet on small offline subsets instead of `paper_setting` (e.g. "ImageNet ResNet-50").
+  Results computed without any TFDS data (every preset but full) are at CPU scale: `model`
+  (e.g. "LeNet") on small offline subsets instead of `paper_setting` (e.g. "ImageNet
+  ResNet-50").
   """
   notes = [stand_in_note(data_descriptions)]
   if not any("tfds:" in d for d in data_descriptions):
-    notes.append(f"CPU scale: LeNet on small offline subsets instead of {paper_setting}")
+    notes.append(f"CPU scale: {model} on small offline subsets instead of {paper_setting}")
   return "; ".join(n for n in notes if n)
 
 

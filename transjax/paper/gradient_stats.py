@@ -78,7 +78,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 + ", ".join(f"{n:.3g}" for n in s["scale"]["norms"]) + " |")
   rows += ["", f"layer {config.layer}; {config.num_samples} samples; at initialisation."]
   results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs),
-             "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,
+             "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config),
              "layer": config.layer, "stats": stats, "run_dirs": dirs}
   return common.write_results(workdir, results, claims(results))
 
@@ -98,8 +98,8 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   """Fig 7 from one batch at the pair's initial weights (one measurement each: values decide)."""
   p, r = results["stats"]["pretrained"], results["stats"]["random"]
   why = "; ".join(x for x in (common.stand_in_note(results.get("data", [])),
-                              "" if results.get("preset") == "full" else
-                              "LeNet instead of ResNet-50 on CUB-200") if x)
+                              common.scale_note(results, "{model} instead of ResNet-50 on "
+                                                "CUB-200")) if x)
   layer = results["layer"]
   return [
       common.Claim(

@@ -70,7 +70,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       f"(step ∝ grad), {r['mean_fixed'] / max(p['mean_fixed'], 1e-12):.2f} (fixed step)"])
   results = {"elements": list(ELEMENTS), "data": data, "summary": summary,
              "figures": list(FIGURES), "variation": numbers,
-             "settings": dataclasses.asdict(settings), "preset": config.preset,
+             "settings": dataclasses.asdict(settings), "preset": config.preset, "model": pairs.model_of(config),
              "curves": {k: {i: v for i, v in c.items()} for k, c in curves.items()}}
   return common.write_results(workdir, results, claims(results))
 
@@ -95,7 +95,8 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   v = results["variation"]
   p, r = v["pretrained"], v["random"]
   why = common.stand_in_note(results.get("data", []))
-  scale = "LeNet on small targets instead of ResNet-50 on CUB-200/Stanford Cars"
+  scale = common.scale_note(results, "{model} on small targets instead of ResNet-50 on "
+                            "CUB-200/Stanford Cars")
   out = []
   for element, proto, words in (("Fig 6", "gradient", "step proportional to the gradient"),
                                 ("Fig 11", "fixed", "fixed step length")):
@@ -122,7 +123,7 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
               f"{r[f'mean_{proto}']:.4g} (random); peak {p[f'max_{proto}']:.4g} vs "
               f"{r[f'max_{proto}']:.4g}"),
         checks=checks,
-        why="; ".join(x for x in (why, scale if results.get("preset") != "full" else "") if x)))
+        why="; ".join(x for x in (why, scale) if x)))
   return out
 
 

@@ -89,7 +89,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   rows.append(f"{config.resolution}x{config.resolution} grids, eta {config.eta}, "
               f"{config.num_samples} samples, contours every {spacing:g}.")
   results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs),
-             "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,
+             "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config),
              "layers": layers, "lower_layers": layers[:config.lower_layers],
              "per_layer": per_layer, "convergence": convergence, "threshold": threshold,
              "curves": curves, "run_dirs": dirs}
@@ -121,8 +121,8 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   sp, sr = conv["pretrained"]["steps_to_threshold"], conv["random"]["steps_to_threshold"]
   faster = sp is not None and (sr is None or sp < sr)
   why = "; ".join(x for x in (common.stand_in_note(results.get("data", [])),
-                              "" if results.get("preset") == "full" else
-                              "LeNet layers instead of ResNet-50's 25th-48th layers") if x)
+                              common.scale_note(results, "{model} layers instead of ResNet-50's "
+                                                "25th-48th layers")) if x)
   return [
       common.Claim(
           element="Fig 5",

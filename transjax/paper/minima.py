@@ -65,7 +65,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
               f"{config.resolution}x{config.resolution} grid, eta {config.eta}, contours every "
               f"{spacing:g}.")
   results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs), "summary": "\n".join(rows),
-             "figures": list(FIGURES), "preset": config.preset, "eigenvalues": eig,
+             "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config), "eigenvalues": eig,
              "landscape": {k: {"stats": v["stats"], "seconds": v["seconds"]}
                            for k, v in land.items()},
              "final": finals, "run_dirs": dirs}
@@ -78,9 +78,8 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   e, s = results["eigenvalues"], results["landscape"]
   p, r = np.asarray(e["pretrained"], np.float64), np.asarray(e["random"], np.float64)
   why = "; ".join(x for x in (common.stand_in_note(results.get("data", [])),
-                              "" if results.get("preset") == "full" else
-                              "LeNet on a small target instead of ResNet-50 on Stanford Cars")
-                  if x)
+                              common.scale_note(results, "{model} on a small target instead of "
+                                                "ResNet-50 on Stanford Cars")) if x)
   ps, rs = s["pretrained"]["stats"], s["random"]["stats"]
   k = min(len(p), len(r))
   smaller = int(np.sum(p[:k] < r[:k]))

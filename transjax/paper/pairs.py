@@ -22,7 +22,7 @@ from transjax import weights
 from transjax.analysis import gradients
 from transjax.config import data_spec, training_defaults
 from transjax.data import run_data
-from transjax.paper import sources
+from transjax.paper import common, sources
 
 INITS = ("pretrained", "random")
 PREFIX = "gradvar_"   # metric keys the callback writes: gradvar_<protocol>/max_change, ...
@@ -42,6 +42,8 @@ def variation_settings(preset: str) -> VariationSettings:
     return VariationSettings(every=10, num_points=8, fixed_step=0.05, num_samples=64)
   if preset == "quick":
     return VariationSettings(every=20, num_points=20, fixed_step=0.05, num_samples=256)
+  if preset == "imagenet":   # EfficientNet-Lite0 on CPU: each point is a 64-image forward
+    return VariationSettings(every=25, num_points=8, fixed_step=0.05, num_samples=64)
   return VariationSettings(every=500, num_points=100, fixed_step=0.05, num_samples=256)
 
 
@@ -71,10 +73,13 @@ def pair_fields(preset: str, full_target: str) -> ml_collections.ConfigDict:
   c.data_dir = ""                    # local data files; empty: $TRANSJAX_DATA_DIR
   c.source = "mnist"                 # shared source name (transjax/paper/sources.py)
   c.source_weights = ""              # full: torchvision ResNet-50 ImageNet weights file
-  c.target = {"smoke": "digits", "quick": "usps", "full": full_target}[preset]
+  c.target = {"smoke": "digits", "quick": "usps", "imagenet": "cifar10",
+              "full": full_target}[preset]
   c.seed = 0
   if preset == "full":
     c.source_weights = "weights/resnet50-0676ba61.pth"
+  if preset == "imagenet":           # EfficientNet-Lite0's installed ImageNet weights
+    c.source = "imagenet"
   return c
 
 
@@ -82,7 +87,8 @@ def target_config(target: str, init: str, preset: str, source: str, *, data_dir:
                   seed: int = 0) -> ml_collections.ConfigDict:
   """Training config of one run of the pair: `init` "pretrained" (from `source`) or "random".
 
-  `source` is a run folder (LeNet presets) or a torchvision weights file (full).
+  `source` is a run folder (LeNet presets), a torchvision weights file (full) or the name of
+  installed weights (imagenet: `sources.IMAGENET_WEIGHTS`).
   """
   if init not in INITS:
     raise ValueError(f"init must be one of {INITS}, got {init!r}.")
@@ -97,6 +103,11 @@ def target_config(target: str, init: str, preset: str, source: str, *, data_dir:
     config_lib.resnet50_protocol(c)
     c.data.train, c.data.test = data_spec(target, "train"), data_spec(target, "test")
     c.log_every, c.eval_every, c.checkpoint_every = 100, 2000, 2000
+  elif preset == "imagenet":
+    if target not in sources.IMAGENET_TARGETS:
+      raise ValueError(f"imagenet targets are {sorted(sources.IMAGENET_TARGETS)}, got {target!r}.")
+    sources.imagenet_protocol(c)
+    c.data.train, c.data.test = sources.IMAGENET_TARGETS[target]
   else:
     if target not in _LENET_TARGETS:
       raise ValueError(f"LeNet targets are {sorted(_LENET_TARGETS)}, got {target!r}.")
@@ -114,9 +125,12 @@ def target_config(target: str, init: str, preset: str, source: str, *, data_dir:
 
 def source_for(preset: str, shared_dir: str, data_dir: str, *, name: str = "mnist",
                weights: str = "") -> str:
-  """The pretrained source: a shared source run (LeNet presets) or a weights file (full)."""
+  """The pretrained source: a shared source run (LeNet presets), a weights file (full) or
+  the installed ImageNet weights (imagenet)."""
   if preset == "full":
     return weights
+  if preset == "imagenet":
+    return sources.IMAGENET_WEIGHTS
   return sources.ensure_source(name, preset, shared_dir, data_dir=data_dir)
 
 
@@ -159,9 +173,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def pair_training_configs(ecfg: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
   """The pair's training configs without training anything (for validation)."""
-  source = ecfg.get("source_weights", "") or "<source run>"
+  source = ecfg.get("source_weights", "") or (
+      sources.IMAGENET_WEIGHTS if ecfg.preset == "imagenet" else "<source run>")
   return [target_config(ecfg.target, init, ecfg.preset, source, data_dir=ecfg.data_dir)
           for init in INITS]
+
+
+def model_of(ecfg: ml_collections.ConfigDict) -> str:
+  """The pair's network as the scale notes name it (`common.model_description`)."""
+  return common.model_description(pair_training_configs(ecfg)[0])
 
 
 def variation_callback(config: ml_collections.ConfigDict,

@@ -98,6 +98,7 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
     all_claims += [(st["name"], c) for c in claims]
 
   counts = {v: sum(c["verdict"] == v for _, c in all_claims) for v in common.VERDICTS}
+  networks = sorted({r["model"] for _, r, _ in per_exp if r and r.get("model")})
   bad = [st for st, _, _ in per_exp if st["status"] == "failed"]
   lines = [f"# Reproduction report: preset `{preset}`", "",
            "Towards Understanding the Transferability of Deep Representations — "
@@ -106,6 +107,8 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
            f"- jax {meta['jax']} on {meta['backend']} ({len(meta['devices'])} device(s)); "
            f"python {meta['python']}; host {meta['host']}",
            f"- total wall time of this call: {_fmt_time(total_wall_s)}",
+           *([f"- scale: {', '.join(networks)} instead of ResNet-50 (the paper's network), "
+              "on small offline subsets"] if networks and preset != "full" else []),
            f"- claims: {counts[common.REPRODUCED]} reproduced, {counts[common.PARTLY]} partly "
            f"reproduced, {counts[common.NOT_REPRODUCED]} not reproduced"
            + (f"; **{len(bad)} experiment(s) failed**: "

@@ -10,6 +10,9 @@ when fixed, summed over layers otherwise) and its curve over training (Fig 2), a
 Table 2's improvement (scratch error - fine-tuned error) / scratch error.
 
 `targets` are listed from most to least similar to the source; the claims use that order.
+With `order_by_similarity` the order is computed instead, before any training: the distance
+between each target's BatchNorm statistics in the pretrained network and the source
+statistics it stores (`transjax.analysis.similarity`), smallest first.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from transjax import plotting
+from transjax import optim, plotting
+from transjax import functional, weights
 from transjax import results as results_lib
+from transjax.analysis import similarity
+from transjax.data import run_data
 from transjax.paper import common
 from transjax.paper import sources
 
@@ -70,7 +76,7 @@ def training_configs(config: ml_collections.ConfigDict,
 def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, str]:
   """(init_from, description) of the pretrained network."""
   if config.init_from:
-    if not os.path.exists(config.init_from):
+    if not (os.path.exists(config.init_from) or config.init_from.startswith("imagenet:")):
       raise FileNotFoundError(f"config.init_from = {config.init_from!r} does not exist.")
     return config.init_from, f"weights {config.init_from}"
   if not config.source:
@@ -79,6 +85,39 @@ def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, st
   run_dir = sources.ensure_source(config.source, config.preset, shared_dir,
                                   data_dir=config.data_dir)
   return run_dir, f"shared source {config.source!r} ({config.preset}) at {run_dir}"
+
+
+def target_similarity(config: ml_collections.ConfigDict, init_from: str) -> dict[str, float]:
+  """{target: BatchNorm-statistics distance to the source} of the pretrained network (its
+  backbone; the new head is left out), on `similarity_samples` training images per target."""
+  out = {}
+  for target in config.target_names:
+    c = run_config(config, target, "finetune", 0, init_from)
+    data = run_data.load_data(c)
+    graphdef, params, state, _ = weights.initial_weights(c, data.num_classes)
+    batch = run_data.sample_batch(data.train, config.similarity_samples, mean=data.mean,
+                                  std=data.std)
+    d = similarity.batchnorm_distance(functional.merge(graphdef, params, state), batch["image"],
+                                      skip_prefix=optim.HEAD)
+    out[target] = d["mean"]
+  return out
+
+
+def ordered_targets(config: ml_collections.ConfigDict, init_from: str,
+                    workdir: str) -> tuple[list[str], dict[str, float] | None]:
+  """(targets most similar first, their distances or None when the config's order is used).
+  The distances are computed once into `<workdir>/similarity.json`."""
+  if not config.order_by_similarity:
+    return list(config.target_names), None
+  path = os.path.join(workdir, "similarity.json")
+  record = {"init_from": init_from, "targets": list(config.target_names),
+            "samples": int(config.similarity_samples)}
+  if os.path.exists(path) and results_lib.read_json(path).get("record") == record:
+    distances = results_lib.read_json(path)["distances"]
+  else:
+    distances = target_similarity(config, init_from)
+    results_lib.write_json(path, {"record": record, "distances": distances})
+  return sorted(distances, key=distances.get), distances
 
 
 # ----------------------------------------------------------------------------- run
@@ -95,6 +134,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   common.use_compilation_cache(os.path.join(sources.shared_dir_of(config, workdir), "jax_cache"))
   init_from, source_note = _source(config, sources.shared_dir_of(config, workdir))
+  targets, distances = ordered_targets(config, init_from, workdir)
   table: dict[str, dict[str, dict[str, list]]] = {}
   data: dict[str, str] = {}
   for (target, mode, seed), c in training_configs(config, init_from).items():
@@ -110,12 +150,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     entry["deviation"].append(r["deviation"]["last_layer" if mode == "fixed" else "sum"])
     entry["curves"].append(dev)
     data[target] = f"train: {r['data']['train']}; test: {r['data']['test']}"
+  t2_targets = [t for t in targets if t in (config.table2_targets or targets)]
   results = {
-      "elements": list(ELEMENTS), "source": source_note, "targets": list(config.target_names),
+      "elements": list(ELEMENTS), "source": source_note, "targets": targets,
+      "similarity": distances, "model": common.model_description(config.run),
       "modes": list(config.modes), "num_seeds": int(config.num_seeds),
       "data": {"source": source_note, **data}, "table": table,
-      "table2_targets": list(config.table2_targets or config.target_names),
-      "table2": table2(table, config.table2_targets or config.target_names),
+      "table2_targets": t2_targets, "table2": table2(table, t2_targets),
   }
   results["summary"] = summary(results)
   results["figures"] = _figures(results, workdir)
@@ -138,7 +179,12 @@ def table2(table: dict, targets: Sequence[str]) -> dict[str, dict[str, float]]:
 
 
 def summary(results: dict[str, Any]) -> str:
-  lines = ["| target | mode | train err % | test err % | deviation |", "|---|---|---|---|---|"]
+  lines = []
+  if results.get("similarity"):
+    lines += ["Targets ordered by their BatchNorm-statistics distance to the source (smaller is "
+              "more similar; computed before training): "
+              + ", ".join(f"{t} {results['similarity'][t]:.3f}" for t in results["targets"]), ""]
+  lines += ["| target | mode | train err % | test err % | deviation |", "|---|---|---|---|---|"]
   for t in results["targets"]:
     for m in results["modes"]:
       e = results["table"].get(t, {}).get(m)
@@ -232,7 +278,8 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   """Table 1, Fig 2 and Table 2 verdicts computed from `results["table"]` (per-seed lists)."""
   table, targets = results["table"], [t for t in results["targets"] if t in results["table"]]
   why = common.qualifiers(list(results.get("data", {}).values()),
-                         "ImageNet-pretrained ResNet-50 on Office/Cars/Caltech/CUB")
+                         "ImageNet-pretrained ResNet-50 on Office/Cars/Caltech/CUB",
+                         results.get("model") or "LeNet")
   out = []
   tm = [m for m in ("fixed", "finetune") if any(m in table[t] for t in targets)]
   words = {"fixed": "fixed", "finetune": "fine-tuned"}

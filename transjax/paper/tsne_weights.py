@@ -110,7 +110,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       f"targets {list(config.targets)}; initialisations {list(config.sources)} + random "
       f"(seed 0 for every target); layers {layers}."])
   results = {"elements": list(ELEMENTS), "data": data, "summary": summary,
-             "figures": list(FIGURES), "preset": config.preset, "names": names,
+             "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config), "names": names,
              "targets": targets, "inits": inits,
              "distances": np.asarray(emb["distances"]).tolist(),
              "embedding": np.asarray(emb["embedding"]).tolist(), "clusters": stats}
@@ -120,10 +120,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def claims(results: dict[str, Any]) -> list[common.Claim]:
   """Fig 4 from the distances of one run per (target, init) (values decide)."""
   c = results["clusters"]
+  sources = "ImageNet weights" if results.get("model") else "MNIST/Fashion-MNIST sources"
   why = "; ".join(x for x in (common.stand_in_note(results.get("data", [])),
-                              "" if results.get("preset") == "full" else
-                              "LeNet with MNIST/Fashion-MNIST sources instead of ResNet-50 "
-                              "with ImageNet/Places") if x)
+                              common.scale_note(results, "{model} with " + sources + " instead "
+                                                "of ResNet-50 with ImageNet/Places")) if x)
   return [common.Claim(
       element="Fig 4",
       statement="Fine-tuned weights stay near their initialisation: they cluster by "

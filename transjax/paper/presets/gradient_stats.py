@@ -8,6 +8,8 @@ Presets:
   smoke: built-in data, 64 samples.
   quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN), 256 samples,
          histogram of conv2 (the paper: the 25th layer of ResNet-50).
+  imagenet: EfficientNet-Lite0 from its ImageNet weights vs scratch on 500 CIFAR-10 images
+         at 64 px, 128 samples, histogram of block 8's projection conv (the middle block).
   full:  ResNet-50 from ImageNet weights vs scratch on CUB-200 (TFDS caltech_birds2011).
 """
 
@@ -17,13 +19,14 @@ from transjax import cli
 
 def _make(preset):
   c = pair_fields(preset, "caltech_birds2011")
-  c.num_samples = 64 if preset == "smoke" else 256
-  c.layer = "layer3/0/conv2" if preset == "full" else "conv2"   # histogram / SVD layer
+  c.num_samples = {"smoke": 64, "quick": 256, "imagenet": 128, "full": 256}[preset]
+  c.layer = {"full": "layer3/0/conv2", "imagenet": "blocks/8/project/conv"}.get(
+      preset, "conv2")                                             # histogram / SVD layer
   c.top_directions = 5          # singular directions averaged in the projection claim
   c.bins = 60
   return c
 
 
 def get_config(arg=None):
-  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "full")},
+  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "imagenet", "full")},
                     __file__)

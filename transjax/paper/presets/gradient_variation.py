@@ -8,6 +8,8 @@ transjax/paper/gradient_variation.py:variation_settings, shared by the target pa
   smoke: built-in data; every 10 steps, 8 points along the gradient, 64 samples.
   quick: MNIST-pretrained LeNet vs scratch on 600 USPS images (stand-in for SVHN); every 20
          steps, 20 points, 256 samples.
+  imagenet: EfficientNet-Lite0 from its ImageNet weights vs scratch on 500 CIFAR-10 images
+         at 64 px; every 25 steps, 10 points, 128 samples.
   full:  ResNet-50 from ImageNet weights vs scratch on CUB-200 (TFDS caltech_birds2011);
          100 steps along the gradient (the paper), 256 samples.
 """
@@ -18,5 +20,5 @@ from transjax import cli
 
 def get_config(arg=None):
   return cli.preset(
-      arg, {p: (lambda p=p: pair_fields(p, "caltech_birds2011")) for p in ("smoke", "quick", "full")},
+      arg, {p: (lambda p=p: pair_fields(p, "caltech_birds2011")) for p in ("smoke", "quick", "imagenet", "full")},
       __file__)

