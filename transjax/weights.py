@@ -33,7 +33,7 @@ def build_from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn
   model = build_model(m.name, num_classes, in_channels=m.in_channels, input_size=m.input_size,
                       head=m.head, seed=config.seed)
   if m.get("bn_momentum", 0.0):
-    for _, module in model.iter_modules():
+    for _, module in nnx.iter_modules(model):
       if isinstance(module, nnx.BatchNorm):
         module.momentum = float(m.bn_momentum)
   return model

@@ -29,7 +29,7 @@ from transjax import params as params_lib
 
 def batchnorm_layers(model: nnx.Module) -> list[tuple[str, nnx.BatchNorm]]:
   """(name, module) of every BatchNorm of `model`, names as the parameter paths use them."""
-  return [(params_lib.path_str(path), m) for path, m in model.iter_modules()
+  return [(params_lib.path_str(path), m) for path, m in nnx.iter_modules(model)
           if isinstance(m, nnx.BatchNorm)]
 
 
