@@ -14,3 +14,10 @@ def test_figures_are_copied_and_links_rewritten(tmp_path):
   assert "![eigen.png](figures/minima_eigen.png)" in text
   assert "`minima/results.json` (in the run folder)" in text
   assert (tmp_path / "docs" / "figures" / "minima_eigen.png").read_bytes() == b"\x89PNG fake"
+  # A second run publishes beside the first with its own page and figure names.
+  other = publish_results.publish(str(run), str(tmp_path / "docs"), "results_imagenet.md",
+                                  "imagenet_")
+  assert other.endswith("results_imagenet.md")
+  assert "![eigen.png](figures/imagenet_minima_eigen.png)" in open(other).read()
+  assert (tmp_path / "docs" / "figures" / "imagenet_minima_eigen.png").exists()
+  assert "figures/minima_eigen.png" in open(out).read()
