@@ -71,6 +71,9 @@ def load_batch(n: int, data_dir: str | None):
               ds.provenance.describe(ds.name))
     except Exception as e:  # pylint: disable=broad-except
       logging.info("MNIST not loaded from %s: %s", d, e)
+  logging.warning("notice: no MNIST test file found (--data_dir, $TRANSJAX_DATA_DIR, "
+                  "../shared/data); timing on synthetic Gaussian images instead, recorded as "
+                  "such in the JSON.")
   rng = np.random.default_rng(0)
   return ({"image": jnp.asarray(rng.normal(size=(n, 28, 28, 1)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, n))}, "synthetic Gaussian images (stand-in)")
