@@ -110,3 +110,6 @@ def test_report_paths_are_machine_independent(tmp_path):
           "other /elsewhere/x")
   out = report.machine_independent(text, str(tmp_path / "run"), str(tmp_path / "data"))
   assert out == "train: idx:<data_dir>/mnist (stand-in); run sources/mnist; other /elsewhere/x"
+  weights = "init imagenet:efficientnet_lite0 (/opt/venv/lib/python3.11/site-packages/pkg/w.pth)"
+  assert report.machine_independent(weights, str(tmp_path)) == (
+      "init imagenet:efficientnet_lite0 (<site-packages>/pkg/w.pth)")

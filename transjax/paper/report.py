@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,12 +66,13 @@ def _fmt_time(seconds: float | None) -> str:
 
 def machine_independent(text: str, workdir: str, data_dir: str = "") -> str:
   """`text` with paths under `workdir` relative to it and paths under `data_dir` written
-  `<data_dir>/...`, so a report reads the same on any machine."""
+  `<data_dir>/...`, and installed packages' files as `<site-packages>/...` (e.g. the
+  ImageNet weights), so a report reads the same on any machine."""
   for root, name in ((data_dir, "<data_dir>"), (workdir, "")):
     if root:
       root = os.path.abspath(root).rstrip("/") + "/"
       text = text.replace(root, f"{name}/" if name else "")
-  return text
+  return re.sub(r"/[^\s()'\"]*/site-packages/", "<site-packages>/", text)
 
 
 def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
