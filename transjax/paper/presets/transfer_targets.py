@@ -23,6 +23,7 @@ import ml_collections
 
 from transjax import cli
 from transjax.config import data_spec, resnet50_protocol, training_defaults
+from transjax.paper import overrides
 
 
 def _base(preset: str) -> ml_collections.ConfigDict:
@@ -42,7 +43,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.run.model.name = "lenet"
   c.run.model.input_size = 28
   c.run.model.in_channels = 1
-  return c
+  return overrides.add_fields(c)   # train_overrides, data_stand_ins: see overrides.py
 
 
 def _target(c, name, train, test):
