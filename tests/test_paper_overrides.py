@@ -146,6 +146,23 @@ def test_source_configs_and_the_variation_settings_take_the_overrides():
   assert pairs.variation_settings("full") == pairs.variation_settings("full", None)
 
 
+def test_tsne_full_shares_the_pair_runs_of_its_imagenet_source():
+  # The pair experiments fine-tune from config.source_weights; Fig 4's runs from the same
+  # file on the same target are those runs, not a second copy.
+  c = presets.tsne_weights.get_config("full")
+  c.shared_dir = "/shared"
+  paths = dict(zip(c.sources, c.source_weights_by_name.split(",")))
+  assert paths["imagenet"] == c.source_weights
+  dirs = {(t, i): d for t, i, _, d in tsne_weights.run_configs(c, paths)}
+  assert dirs[("cars196", "imagenet")] == pairs.pair_dir("/shared", "cars196", "pretrained")
+  assert dirs[("cars196", "places365")] == pairs.pair_dir("/shared", "cars196", "pretrained",
+                                                          "_from_places365")
+  assert dirs[("cars196", "random")] == pairs.pair_dir("/shared", "cars196", "random")
+  cfgs = {(t, i): cfg for t, i, cfg, _ in tsne_weights.run_configs(c, paths)}
+  pair = pairs.pair_training_configs(presets.minima.get_config("full"))[0]
+  assert cfgs[("cars196", "imagenet")].to_dict() == pair.to_dict()
+
+
 def test_the_reproduce_job_passes_its_overrides_to_sources_and_experiments(tmp_path):
   c = presets.reproduce.get_config("smoke")
   c.experiments = ("transfer_targets",)

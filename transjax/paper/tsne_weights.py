@@ -48,8 +48,13 @@ def run_configs(config: ml_collections.ConfigDict, source_paths: dict[str, str]
                 ) -> list[tuple[str, str, ml_collections.ConfigDict, str]]:
   """(target, init, training config, run dir) for every target x {sources, random}.
 
-  Runs with the pair's source (config.source) use the pair's folders, so they are shared.
+  Runs with the pair's source use the pair's folders, so they are shared: config.source
+  (a shared source run), or at full the source whose weights file is config.source_weights.
   """
+  pair_source = config.source
+  if config.preset == "full":
+    pair_source = next((name for name, path in source_paths.items()
+                        if path and path == config.get("source_weights", "")), "")
   out = []
   for target in config.targets:
     for init in (*config.sources, RANDOM):
@@ -57,7 +62,7 @@ def run_configs(config: ml_collections.ConfigDict, source_paths: dict[str, str]
       cfg = overrides.apply(pairs.target_config(target, kind, config.preset,
                                                 source_paths.get(init, ""),
                                                 data_dir=config.data_dir), config)
-      tag = "" if init in (RANDOM, config.source) else f"_from_{init}"
+      tag = "" if init in (RANDOM, pair_source) else f"_from_{init}"
       out.append((target, init, cfg, pairs.pair_dir(config.shared_dir, target, kind, tag)))
   return out
 
