@@ -226,3 +226,37 @@ def test_provenance_describe():
                            transforms=("per_class(60)", "resize(28x28)"))
     assert prov.describe("USPS") == ("USPS (stand-in for SVHN) from h5:/d/usps.h5; "
                                      "transforms: per_class(60), resize(28x28)")
+
+
+class _VariableSizeSource:
+    """The two methods of a TFDS data source `read_records` uses, over images of 3 sizes;
+    it counts the records decoded per call."""
+
+    def __init__(self, n):
+        rng = np.random.default_rng(0)
+        sizes = [(40, 30), (25, 50), (33, 33)]
+        self.records = [{"image": rng.integers(0, 256, sizes[i % 3] + (3,), dtype=np.uint8),
+                         "label": i % 4} for i in range(n)]
+        self.calls = []
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitems__(self, index):
+        self.calls.append(len(index))
+        return [self.records[i] for i in index]
+
+
+def test_tfds_records_of_varying_sizes_are_resized_a_chunk_at_a_time(monkeypatch):
+    from transjax.data import sources as sources_lib
+    from transjax.data.transforms import resize_images
+    monkeypatch.setattr(sources_lib, "TFDS_READ_CHUNK", 4)
+    source = _VariableSizeSource(10)
+    images, labels = sources_lib.read_records(source, "fake", (16, 16))
+    assert source.calls == [4, 4, 2]          # never every record at once
+    assert images.shape == (10, 16, 16, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [i % 4 for i in range(10)]
+    np.testing.assert_array_equal(images[1],
+                                  resize_images(source.records[1]["image"][None], 16, 16)[0])
+    with pytest.raises(ValueError, match="different shapes.*image_size"):
+        sources_lib.read_records(_VariableSizeSource(5), "fake", None)

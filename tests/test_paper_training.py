@@ -80,10 +80,12 @@ def test_full_configs_validate_without_data():
 
 def test_full_transfer_targets_without_weights_is_a_clear_error(tmp_path):
   c = load_config("transfer_targets", "full")
-  with pytest.raises(ValueError, match="init_from"):
-    transfer_targets.run(c, str(tmp_path))
+  assert c.init_from == "weights/resnet50-0676ba61.pth"   # as the other full presets
   c.init_from = str(tmp_path / "missing.pth")
   with pytest.raises(FileNotFoundError, match="does not exist"):
+    transfer_targets.run(c, str(tmp_path))
+  c.init_from = ""
+  with pytest.raises(ValueError, match="init_from"):
     transfer_targets.run(c, str(tmp_path))
 
 

@@ -179,3 +179,35 @@ def test_fixed_input_normalisations(normalize, mean, std):
   else:
     np.testing.assert_allclose(data.mean, mean, rtol=1e-6)
     np.testing.assert_allclose(data.std, std, rtol=1e-6)
+
+
+def test_runs_that_agree_on_the_step_share_one_jitted_step(tmp_path):
+  """The step depends on the graph, mode, optimiser settings, length and masks only: runs
+  differing in seed (or data) reuse its jitted function; any of those differing does not.
+  Training with a shared step gives what a fresh one gives (the first run of each key in
+  this test traces it afresh)."""
+  from transjax import functional, optim, weights  # pylint: disable=import-outside-toplevel
+
+  def steps(config, num_steps=10):
+    graphdef, params, state = functional.split(weights.build_from_config(config, 10))
+    return train.jitted_steps(graphdef, config, num_steps, optim.trainable_mask(config, params),
+                              optim.trainable_mask(config, state))
+
+  base = tiny_config()
+  other_seed = tiny_config()
+  other_seed.seed = 7
+  assert steps(base) is steps(other_seed)
+  lr = tiny_config()
+  lr.optim.lr = 0.5
+  fixed = tiny_config()
+  fixed.mode, fixed.init_from = "fixed", "/run"
+  mlp = tiny_config()
+  mlp.model.head = "mlp"
+  shared = steps(base)
+  for config, num_steps in ((lr, 10), (fixed, 10), (mlp, 10), (base, 11)):
+    assert steps(config, num_steps) is not shared
+    assert steps(base) is shared   # still cached (and the most recent again)
+  # Two identical runs in one process (the second reuses the step) end identically.
+  short = lambda: tiny_config(num_steps=8)
+  a, b = train.train(short(), str(tmp_path / "a")), train.train(short(), str(tmp_path / "b"))
+  assert a["final"] == b["final"] and a["deviation"] == b["deviation"]

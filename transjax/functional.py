@@ -14,6 +14,7 @@ analysis (Hessians, landscapes, gradient measurements) uses train=False.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -73,12 +74,24 @@ def make_loss_fn(graphdef: nnx.GraphDef, *, frozen_features: bool = False) -> Lo
   """Returns the pure `loss_fn(params, state, batch, train) -> (loss, aux)`.
 
   `frozen_features`: see `make_apply_fn` (the training loop sets it in `fixed` mode).
+  The same (graphdef, frozen_features) give the same function object, so what is
+  compiled per loss function (e.g. the gradient-variation callback's path evaluation) is
+  shared by the runs of one model in a process.
 
   loss: mean softmax cross-entropy over the batch (weighted by batch["weight"] if given).
   aux: "accuracy" (mean), "num_correct" and "loss_sum" (for exact dataset averages over
   ragged batches), "logits", and "state" (new BatchNorm statistics in train mode, the
   given state otherwise).
   """
+  try:
+    hash(graphdef)
+  except TypeError:  # a model of one's own with unhashable static attributes: no sharing
+    return _loss_fn.__wrapped__(graphdef, bool(frozen_features))
+  return _loss_fn(graphdef, bool(frozen_features))
+
+
+@functools.lru_cache(maxsize=16)
+def _loss_fn(graphdef: nnx.GraphDef, frozen_features: bool) -> LossFn:
   apply = make_apply_fn(graphdef, frozen_features=frozen_features)
 
   def loss_fn(params, state, batch: Batch, train: bool):

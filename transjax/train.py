@@ -18,6 +18,7 @@ Where the weights come from is `transjax.weights`; what trains and the optimiser
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import time
@@ -135,6 +136,38 @@ def evaluate(eval_step: Callable, params, state, ds: Dataset, *, batch_size: int
 # ------------------------------------------------------------------------ the driver
 
 
+_STEPS_CACHE: collections.OrderedDict = collections.OrderedDict()
+STEPS_CACHE_SIZE = 4
+
+
+def jitted_steps(graphdef, config: ml_collections.ConfigDict, num_steps: int, mask: Any,
+                 state_mask: Any) -> tuple[optax.GradientTransformation, Callable, Callable]:
+  """(optimizer, jitted train step, jitted eval step) of a run, shared by identical runs.
+
+  The step is a function of the model graph, the mode (fixed: frozen features), the
+  optimiser settings, the schedule length and the trainable masks only, so runs in one
+  process that agree on all of them (the seeds and modes of a paper table, the targets of
+  one pretrained network) reuse one jitted function, and with it JAX's compiled
+  executables: a ResNet-50 step is then neither traced nor compiled (or read from the
+  persistent cache) again. The last `STEPS_CACHE_SIZE` are kept.
+  """
+  masks = tuple((jax.tree.structure(m), tuple(bool(x) for x in jax.tree.leaves(m)))
+                for m in (mask, state_mask))
+  key = (graphdef, config.mode == "fixed", repr(sorted(results_lib.to_jsonable(config.optim).items())),
+         int(num_steps), masks)
+  if key in _STEPS_CACHE:
+    _STEPS_CACHE.move_to_end(key)
+    return _STEPS_CACHE[key]
+  loss_fn = functional.make_loss_fn(graphdef, frozen_features=config.mode == "fixed")
+  tx = make_optimizer(config, num_steps, mask)
+  steps = (tx, jax.jit(make_train_step(loss_fn, tx, state_mask), donate_argnums=(0,)),
+           jax.jit(make_eval_step(loss_fn)))
+  _STEPS_CACHE[key] = steps
+  while len(_STEPS_CACHE) > STEPS_CACHE_SIZE:
+    _STEPS_CACHE.popitem(last=False)
+  return steps
+
+
 def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
   try:
     return sharding.data_mesh(num_devices)
@@ -183,12 +216,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       "data": data.describe(), "mean": data.mean, "std": data.std,
       "num_params": params_lib.count(params0), **results_lib.run_metadata()})
   # fixed: the backbone is a fixed feature extractor, BatchNorm included.
-  loss_fn = functional.make_loss_fn(graphdef, frozen_features=config.mode == "fixed")
   mask = trainable_mask(config, params0)
   state_mask = trainable_mask(config, state0)
-  tx = make_optimizer(config, num_steps, mask)
-  step_fn = jax.jit(make_train_step(loss_fn, tx, state_mask), donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(loss_fn))
+  tx, step_fn, eval_step = jitted_steps(graphdef, config, num_steps, mask, state_mask)
   n_train = len(data.train)
 
   deviation_fn = jax.jit(lambda p, p0: deviation_lib.deviation(p, p0, n_train))

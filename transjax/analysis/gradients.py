@@ -39,8 +39,26 @@ def loss_gradient(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str
                   mask: Any = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(loss, gradient on the masked leaves as {path: array}), train=False."""
   sub = partition(params, mask)
-  f = restricted_loss(loss_fn, params, state, batch)
-  return jax.jit(jax.value_and_grad(f))(sub)
+  return _value_and_grad_fn(loss_fn)(sub, params, state, batch)
+
+
+# The weights and the batch are arguments of the compiled functions, never captured by them:
+# a closed-over array becomes a constant of the program (ResNet-50's weights are 100 MB, the
+# paper's 256-image batch at 224x224 150 MB), compiled into it on every call.
+
+
+@functools.lru_cache(maxsize=32)
+def _value_and_grad_fn(loss_fn):
+  def run(sub, params, state, batch):
+    return jax.value_and_grad(restricted_loss(loss_fn, params, state, batch))(sub)
+  return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=32)
+def _taps_grad_fn(loss_fn):
+  def run(taps, params, state, batch):
+    return jax.grad(lambda t: loss_fn(params, state, {**batch, "taps": t}, False)[0])(taps)
+  return jax.jit(run)
 
 
 @functools.lru_cache(maxsize=32)
@@ -239,8 +257,7 @@ def layer_gradient_scale(loss_fn: Callable, params: Any, state: Any,
   if not recorder:
     raise ValueError("The model records no taps; it cannot report per-layer gradient scale.")
   zeros = {name: jnp.zeros(sd.shape, sd.dtype) for name, sd in recorder.items()}
-  grads = jax.jit(jax.grad(
-      lambda t: loss_fn(params, state, {**batch, "taps": t}, False)[0]))(zeros)
+  grads = _taps_grad_fn(loss_fn)(zeros, params, state, batch)
   names = list(recorder)[::-1]
   return {"layers": names, "norms": [float(_tree_norm(grads[n])) for n in names]}
 

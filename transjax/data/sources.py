@@ -204,21 +204,47 @@ def _load_local(name, base_split, data_dir: Path, *, verify_checksums, allow_dow
 # TFDS.
 
 
-def _stack_images(images: list[np.ndarray], name: str, image_size) -> np.ndarray:
+def _stack_images(images: list[np.ndarray], name: str) -> np.ndarray:
     shapes = {im.shape for im in images}
-    if image_size is not None and len(shapes) > 1:
-        from transjax.data.transforms import resize_images  # pylint: disable=g-import-not-at-top
-        logging.warning("notice: tfds:%s images come in %d sizes (e.g. %s); resized to %dx%d "
-                        "as they are read", name, len(shapes),
-                        ", ".join(f"{s[0]}x{s[1]}" for s in sorted(shapes)[:3]), *image_size)
-        return np.concatenate(
-            [resize_images(im[None], *image_size) for im in images]).astype(np.uint8)
     if len(shapes) > 1:
         raise ValueError(
             f"tfds:{name} images have {len(shapes)} different shapes (e.g. "
             f"{sorted(shapes)[:3]}); pass image_size=(height, width) to load() to resize "
             "them on reading.")
     return np.stack(images)
+
+
+TFDS_READ_CHUNK = 1024   # records decoded at a time
+
+
+def read_records(source, name: str, image_size) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of every record of a TFDS data source, decoded a chunk at a time.
+
+    With `image_size` (a dataset whose images vary in size), each chunk is resized as it
+    is decoded, so memory holds the resized dataset plus one chunk of decoded images, not
+    every full-size image at once (Food-101's 75,750 training images, up to 512x512, are
+    about 45 GB decoded). Without it, images of different shapes raise (see `_stack_images`).
+    """
+    n = len(source)
+    images, labels = [], []
+    for start in range(0, n, TFDS_READ_CHUNK):
+        records = source.__getitems__(list(range(start, min(n, start + TFDS_READ_CHUNK))))
+        chunk = [np.asarray(r["image"]) for r in records]
+        labels.extend(int(r["label"]) for r in records)
+        if image_size is not None:
+            sizes = {im.shape[:2] for im in chunk}
+            if start == 0:
+                logging.warning("notice: tfds:%s images vary in size (e.g. %s); resized to "
+                                "%dx%d as they are read", name,
+                                ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3]),
+                                *image_size)
+            from transjax.data.transforms import resize_images  # pylint: disable=g-import-not-at-top
+            chunk = [resize_images(im[None] if im.ndim == 3 else im[None, ..., None],
+                                   *image_size)[0] for im in chunk]
+        images.extend(chunk)
+    if not images:
+        return np.zeros((0, 0, 0, 0), np.uint8), np.zeros((0,), np.int32)
+    return _stack_images(images, name), np.asarray(labels, np.int32)
 
 
 def _load_tfds(tfds_name, split, tfds_dir, image_size):
@@ -236,10 +262,9 @@ def _load_tfds(tfds_name, split, tfds_dir, image_size):
     except Exception as e:  # pylint: disable=broad-except
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise _NotHere(f"tfds {tfds_name!r} in {where}: not prepared ({first[:200]})")
-    records = source.__getitems__(list(range(len(source))))
-    images = _stack_images([np.asarray(r["image"]) for r in records], tfds_name,
-                           image_size)
-    labels = np.asarray([r["label"] for r in records], np.int32)
+    shape = getattr(info.features["image"], "shape", None)
+    variable = shape is None or any(d is None for d in tuple(shape)[:2])
+    images, labels = read_records(source, tfds_name, image_size if variable else None)
     if images.ndim == 3:
         images = images[..., None]
     label_feature = info.features["label"]

@@ -33,7 +33,7 @@ ELEMENTS = ("Fig 6", "Fig 11")
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   dirs = pairs.pair_runs(config)
-  settings = pairs.variation_settings(config.preset)
+  settings = pairs.variation_settings(config.preset, config)
   numbers, curves = {}, {"gradient": {}, "fixed": {}}
   data = []
   for init, d in dirs.items():

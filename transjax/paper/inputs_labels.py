@@ -24,7 +24,7 @@ import numpy as np
 
 from transjax import plotting
 from transjax import results as results_lib
-from transjax.paper import common
+from transjax.paper import common, overrides
 from transjax.paper import sources
 
 ELEMENTS = ("Fig 8a", "Fig 8b", "Fig 8c", "Fig 8d")
@@ -57,8 +57,9 @@ def training_configs(config: ml_collections.ConfigDict, source_dirs: dict[str, s
     for seed in range(config.num_seeds):
       for src in tuple(part.sources) + ("scratch",):
         mode = "scratch" if src == "scratch" else "finetune"
-        out[(part_name, src, seed)] = run_config(
-            part, mode, seed, source_dirs.get(src, ""), config.data_dir, f"{part_name}_{src}")
+        out[(part_name, src, seed)] = overrides.apply(run_config(
+            part, mode, seed, source_dirs.get(src, ""), config.data_dir, f"{part_name}_{src}"),
+            config)
   return out
 
 
@@ -74,7 +75,7 @@ def scene_configs(config: ml_collections.ConfigDict) -> dict[tuple[str, str, int
         c.data.train, c.data.test = dict(train_spec), dict(test_spec)
         if config.data_dir:
           c.data.data_dir = config.data_dir
-        out[(weights, target, seed)] = c
+        out[(weights, target, seed)] = overrides.apply(c, config)
   return out
 
 
@@ -110,7 +111,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   shared = sources.shared_dir_of(config, workdir)
   common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   names = tuple(config.inputs.sources) + tuple(config.labels.sources)
-  source_dirs = {n: sources.ensure_source(n, config.preset, shared, data_dir=config.data_dir)
+  source_dirs = {n: sources.ensure_source(n, config.preset, shared, data_dir=config.data_dir,
+                                          experiment=config)
                  for n in names}
   parts: dict[str, dict[str, dict[str, list]]] = {"inputs": {}, "labels": {}}
   data: dict[str, str] = {}

@@ -39,7 +39,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     r = runs_lib.load_run(d, "final")
     batch = r.batch("train", config.num_samples, seed=0)
     op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch)
-    top = hessian.lanczos_top_k(op, k=config.top_k, tol=1e-4, seed=0)
+    top = hessian.lanczos_top_k(op, k=config.top_k, tol=1e-4, seed=0,
+                                max_steps=config.get("lanczos_max_steps", 0) or None)
     eig[init] = [float(x) for x in top.eigenvalues]
     res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
                                  resolution=config.resolution, eta=config.eta)

@@ -22,7 +22,7 @@ from transjax import weights
 from transjax.analysis import gradients
 from transjax.config import data_spec, training_defaults
 from transjax.data import run_data
-from transjax.paper import common, sources
+from transjax.paper import common, overrides, sources
 
 INITS = ("pretrained", "random")
 PREFIX = "gradvar_"   # metric keys the callback writes: gradvar_<protocol>/max_change, ...
@@ -37,7 +37,12 @@ class VariationSettings:
   num_samples: int         # fixed sample set (the paper: 256)
 
 
-def variation_settings(preset: str) -> VariationSettings:
+def variation_settings(preset: str, experiment: Any = None) -> VariationSettings:
+  """The preset's settings, with the experiment config's `variation.*` train_overrides."""
+  return overrides.variation(_preset_variation_settings(preset), experiment)
+
+
+def _preset_variation_settings(preset: str) -> VariationSettings:
   if preset == "smoke":
     return VariationSettings(every=10, num_points=8, fixed_step=0.05, num_samples=64)
   if preset == "quick":
@@ -80,7 +85,7 @@ def pair_fields(preset: str, full_target: str) -> ml_collections.ConfigDict:
     c.source_weights = "weights/resnet50-0676ba61.pth"
   if preset == "imagenet":           # EfficientNet-Lite0's installed ImageNet weights
     c.source = "imagenet"
-  return c
+  return overrides.add_fields(c)   # train_overrides, data_stand_ins: see overrides.py
 
 
 def target_config(target: str, init: str, preset: str, source: str, *, data_dir: str = "",
@@ -124,23 +129,24 @@ def target_config(target: str, init: str, preset: str, source: str, *, data_dir:
 
 
 def source_for(preset: str, shared_dir: str, data_dir: str, *, name: str = "mnist",
-               weights: str = "") -> str:
+               weights: str = "", experiment: Any = None) -> str:
   """The pretrained source: a shared source run (LeNet presets), a weights file (full) or
   the installed ImageNet weights (imagenet)."""
   if preset == "full":
     return weights
   if preset == "imagenet":
     return sources.IMAGENET_WEIGHTS
-  return sources.ensure_source(name, preset, shared_dir, data_dir=data_dir)
+  return sources.ensure_source(name, preset, shared_dir, data_dir=data_dir, experiment=experiment)
 
 
 def pair_dir(shared_dir: str, target: str, init: str, tag: str = "") -> str:
   return os.path.join(shared_dir, "targets", f"{target}{tag}_{init}")
 
 
-def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: str) -> str:
+def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: str,
+                      experiment: Any = None) -> str:
   """Trains (resumes / reuses) one target run with the variation callback; returns its dir."""
-  settings = variation_settings(preset)
+  settings = variation_settings(preset, experiment)
   sidecar = os.path.join(run_dir, "variation_settings.json")
   if os.path.exists(sidecar) and results_lib.read_json(sidecar) != dataclasses.asdict(settings):
     raise ValueError(f"{run_dir} was trained with other gradient-variation settings; delete it.")
@@ -156,12 +162,13 @@ def pair_runs(ecfg: ml_collections.ConfigDict) -> dict[str, str]:
   """{"pretrained": dir, "random": dir} of the shared pair named by an experiment config
   (fields preset, shared_dir, data_dir, target, source, source_weights)."""
   source = source_for(ecfg.preset, ecfg.shared_dir, ecfg.data_dir, name=ecfg.source,
-                      weights=ecfg.get("source_weights", ""))
+                      weights=ecfg.get("source_weights", ""), experiment=ecfg)
   out = {}
   for init in INITS:
-    cfg = target_config(ecfg.target, init, ecfg.preset, source, data_dir=ecfg.data_dir)
+    cfg = overrides.apply(target_config(ecfg.target, init, ecfg.preset, source,
+                                        data_dir=ecfg.data_dir), ecfg)
     out[init] = ensure_target_run(cfg, pair_dir(ecfg.shared_dir, ecfg.target, init),
-                                  ecfg.preset)
+                                  ecfg.preset, ecfg)
   return out
 
 
@@ -175,7 +182,8 @@ def pair_training_configs(ecfg: ml_collections.ConfigDict) -> list[ml_collection
   """The pair's training configs without training anything (for validation)."""
   source = ecfg.get("source_weights", "") or (
       sources.IMAGENET_WEIGHTS if ecfg.preset == "imagenet" else "<source run>")
-  return [target_config(ecfg.target, init, ecfg.preset, source, data_dir=ecfg.data_dir)
+  return [overrides.apply(target_config(ecfg.target, init, ecfg.preset, source,
+                                        data_dir=ecfg.data_dir), ecfg)
           for init in INITS]
 
 

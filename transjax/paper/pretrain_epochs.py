@@ -16,7 +16,7 @@ import numpy as np
 
 from transjax import plotting
 from transjax import results as results_lib
-from transjax.paper import common
+from transjax.paper import common, overrides
 from transjax.paper import sources
 
 ELEMENTS = ("Fig 9",)
@@ -24,17 +24,25 @@ FIGURES = ("fig9_pretrain_epochs.png",)
 DECLINE_MARGIN = 0.005      # the last checkpoint's target accuracy below the peak by 0.5 points
 
 
+def schedule(config: ml_collections.ConfigDict) -> tuple[tuple[int, ...], int]:
+  """(checkpoint steps, keep_period) of the pretraining run: the config's, or scaled to a
+  `num_steps` in config.train_overrides (transjax.paper.overrides.scaled_schedule)."""
+  return overrides.scaled_schedule(config.checkpoint_steps, config.keep_period, config)
+
+
 def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict(config.pretrain.to_dict())
-  steps = sorted(int(s) for s in config.checkpoint_steps)
+  if config.data_dir:
+    c.data.data_dir = config.data_dir
+  # The overrides first: the schedule below follows config.checkpoint_steps.
+  overrides.apply(c, config)
+  steps, keep_period = schedule(config)
   c.num_steps = steps[-1]
-  c.keep_period = config.keep_period
+  c.keep_period = keep_period
   c.keep_checkpoints = 1
   # Evaluate and checkpoint at every multiple of keep_period: each kept step has its
   # source accuracy.
-  c.log_every = c.eval_every = c.checkpoint_every = config.keep_period
-  if config.data_dir:
-    c.data.data_dir = config.data_dir
+  c.log_every = c.eval_every = c.checkpoint_every = keep_period
   return c
 
 
@@ -48,7 +56,7 @@ def finetune_config(config: ml_collections.ConfigDict, pretrain_dir: str, step: 
   c.init_which = str(step)
   if config.data_dir:
     c.data.data_dir = config.data_dir
-  return c
+  return overrides.apply(c, config)
 
 
 def check_steps(config: ml_collections.ConfigDict) -> None:
@@ -64,11 +72,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   shared = sources.shared_dir_of(config, workdir)
   common.use_compilation_cache(os.path.join(shared, "jax_cache"))
   pre_dir = os.path.join(workdir, "pretrain")
-  pre = common.train_run(pretrain_config(config), pre_dir)
+  pre_config = pretrain_config(config)
+  pre = common.train_run(pre_config, pre_dir)
   records = results_lib.MetricsLog(os.path.join(pre_dir, "metrics.jsonl")).read()
   source_acc = {r["step"]: 1.0 - r["test_error"] for r in records if "test_error" in r}
-  steps = sorted(int(s) for s in config.checkpoint_steps)
-  per_epoch = pre["data"]["n_train"] / float(config.pretrain.batch_size)
+  steps = list(schedule(config)[0])
+  per_epoch = pre["data"]["n_train"] / float(pre_config.batch_size)
   target_acc: dict[str, list[float]] = {}
   data = {"source": f"train: {pre['data']['train']}; test: {pre['data']['test']}"}
   for step in steps:

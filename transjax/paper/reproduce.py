@@ -29,8 +29,8 @@ from theory import presets as theory_presets
 from transjax import results as results_lib
 from transjax import workdir_lock
 from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
-                            inputs_labels, minima, presets, pretrain_epochs, report, sources,
-                            theory_section, transfer_targets, tsne_weights)
+                            inputs_labels, minima, overrides, presets, pretrain_epochs, report,
+                            sources, theory_section, transfer_targets, tsne_weights)
 
 # name -> (experiment module, its presets: a module with get_config(preset))
 EXPERIMENTS: dict[str, tuple[ModuleType, ModuleType]] = {
@@ -80,6 +80,7 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
   exp_dir = os.path.join(workdir, name)
   try:
     module, cfg = experiment_config(name, preset, shared_dir, config.data_dir)
+    overrides.copy_fields(config, cfg)   # the job's train_overrides / data_stand_ins
   except Exception as e:  # pylint: disable=broad-except
     st.status, st.error = "failed", f"config: {type(e).__name__}: {e}"
     return st
@@ -155,7 +156,8 @@ def _run_all(config: ml_collections.ConfigDict, workdir: str, t0: float) -> dict
     logging.info("[0/%d] sources: %s", len(config.experiments), ", ".join(config.sources))
     try:
       for name in config.sources:
-        sources.ensure_source(name, config.preset, shared_dir, data_dir=config.data_dir)
+        sources.ensure_source(name, config.preset, shared_dir, data_dir=config.data_dir,
+                              experiment=config)
       st.status, st.commit = "done", results_lib.git_commit()
     except Exception as e:  # pylint: disable=broad-except
       st.status, st.error = "failed", f"{type(e).__name__}: {e}"

@@ -27,7 +27,7 @@ import ml_collections
 
 from transjax import config as config_lib
 from transjax.config import data_spec, training_defaults
-from transjax.paper import common
+from transjax.paper import common, overrides
 
 SOURCE_NAMES = ("mnist", "mnist_upside_down", "fashion_mnist", "cifar_real", "cifar_colour")
 PRESETS = ("smoke", "quick", "full")
@@ -182,11 +182,17 @@ def shared_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.shared_dir or os.path.join(workdir, "sources")
 
 
-def ensure_source(name: str, preset: str, shared_dir: str, *, data_dir: str = "") -> str:
-  """Trains source `name` into `<shared_dir>/<name>` unless done; returns the run dir."""
+def ensure_source(name: str, preset: str, shared_dir: str, *, data_dir: str = "",
+                  experiment=None) -> str:
+  """Trains source `name` into `<shared_dir>/<name>` unless done; returns the run dir.
+
+  `experiment`: the asking experiment's config, whose train_overrides / data_stand_ins
+  apply (transjax.paper.overrides).
+  """
   config = source_config(name, preset)
   if data_dir:
     config.data.data_dir = data_dir
+  overrides.apply(config, experiment)
   run_dir = os.path.join(shared_dir, name)
   common.train_run(config, run_dir)
   return run_dir

@@ -29,7 +29,7 @@ from transjax import functional, weights
 from transjax import results as results_lib
 from transjax.analysis import similarity
 from transjax.data import run_data
-from transjax.paper import common
+from transjax.paper import common, overrides
 from transjax.paper import sources
 
 ELEMENTS = ("Table 1", "Fig 2", "Table 2")
@@ -64,7 +64,7 @@ def run_config(config: ml_collections.ConfigDict, target: str, mode: str, seed: 
     c.model.head = config.fixed_head
     # Appendix A: the fixed-feature classifier trains with a constant learning rate.
     c.optim.schedule, c.optim.decay_at = "constant", ()
-  return c
+  return overrides.apply(c, config)
 
 
 def training_configs(config: ml_collections.ConfigDict,
@@ -83,7 +83,7 @@ def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, st
     raise ValueError("Set config.source (a shared source name) or config.init_from (a weights "
                      "file, e.g. torchvision ResNet-50 ImageNet weights for the full preset).")
   run_dir = sources.ensure_source(config.source, config.preset, shared_dir,
-                                  data_dir=config.data_dir)
+                                  data_dir=config.data_dir, experiment=config)
   return run_dir, f"shared source {config.source!r} ({config.preset}) at {run_dir}"
 
 

@@ -25,7 +25,7 @@ from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import embedding
-from transjax.paper import common, pairs
+from transjax.paper import common, overrides, pairs
 
 FIGURES = ("tsne_weights.png",)
 ELEMENTS = ("Fig 4",)
@@ -39,7 +39,8 @@ def _source_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
       raise ValueError(f"config.source_weights_by_name needs one file per source "
                        f"{tuple(config.sources)}, got {files}.")
     return dict(zip(config.sources, files))
-  return {name: pairs.source_for(config.preset, config.shared_dir, config.data_dir, name=name)
+  return {name: pairs.source_for(config.preset, config.shared_dir, config.data_dir, name=name,
+                                 experiment=config)
           for name in config.sources}
 
 
@@ -47,15 +48,21 @@ def run_configs(config: ml_collections.ConfigDict, source_paths: dict[str, str]
                 ) -> list[tuple[str, str, ml_collections.ConfigDict, str]]:
   """(target, init, training config, run dir) for every target x {sources, random}.
 
-  Runs with the pair's source (config.source) use the pair's folders, so they are shared.
+  Runs with the pair's source use the pair's folders, so they are shared: config.source
+  (a shared source run), or at full the source whose weights file is config.source_weights.
   """
+  pair_source = config.source
+  if config.preset == "full":
+    pair_source = next((name for name, path in source_paths.items()
+                        if path and path == config.get("source_weights", "")), "")
   out = []
   for target in config.targets:
     for init in (*config.sources, RANDOM):
       kind = RANDOM if init == RANDOM else "pretrained"
-      cfg = pairs.target_config(target, kind, config.preset, source_paths.get(init, ""),
-                             data_dir=config.data_dir)
-      tag = "" if init in (RANDOM, config.source) else f"_from_{init}"
+      cfg = overrides.apply(pairs.target_config(target, kind, config.preset,
+                                                source_paths.get(init, ""),
+                                                data_dir=config.data_dir), config)
+      tag = "" if init in (RANDOM, pair_source) else f"_from_{init}"
       out.append((target, init, cfg, pairs.pair_dir(config.shared_dir, target, kind, tag)))
   return out
 
@@ -85,7 +92,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   paths = _source_paths(config)
   targets, inits, weights, data = [], [], [], []
   for target, init, cfg, run_dir in run_configs(config, paths):
-    pairs.ensure_target_run(cfg, run_dir, config.preset)
+    pairs.ensure_target_run(cfg, run_dir, config.preset, config)
     r = runs_lib.load_run(run_dir, "final")
     targets.append(target)
     inits.append(init)

@@ -25,6 +25,7 @@ import ml_collections
 
 from transjax import cli
 from transjax.config import data_spec, resnet50_protocol, training_defaults
+from transjax.paper import overrides
 
 
 def _lenet(size: int, channels: int) -> ml_collections.ConfigDict:
@@ -52,7 +53,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.scenes.weights = ml_collections.ConfigDict()
   c.scenes.targets = ml_collections.ConfigDict()
   c.scenes.run = training_defaults()
-  return c
+  return overrides.add_fields(c)   # train_overrides, data_stand_ins: see overrides.py
 
 
 def _short(r, steps: int, every: int):

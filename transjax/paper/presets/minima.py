@@ -27,6 +27,7 @@ def _make(preset):
   c.top_k = {"smoke": 3, "quick": 20, "imagenet": 20, "full": 20}[preset]
   c.resolution = {"smoke": 9, "quick": 31, "imagenet": 11, "full": 200}[preset]
   c.eta = {"smoke": 0.1, "quick": 0.033, "imagenet": 0.033, "full": 0.001}[preset]
+  c.lanczos_max_steps = 0       # Krylov steps at most; 0: 8 * top_k + 40 (analysis.hessian)
   c.colour_cap = None if preset == "full" else 5.0
   return c
 

@@ -23,6 +23,7 @@ import ml_collections
 
 from transjax import cli
 from transjax.config import data_spec, resnet50_protocol, training_defaults
+from transjax.paper import overrides
 
 
 def _lenet():
@@ -44,7 +45,7 @@ def _base(preset):
   c.pretrain = _lenet()
   c.pretrain.name = "pretrain"
   c.finetune = _lenet()
-  return c
+  return overrides.add_fields(c)   # train_overrides, data_stand_ins: see overrides.py
 
 
 def smoke():

