@@ -146,7 +146,7 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 # Keys added to training_defaults() after runs were made, with the value that behaves as
 # before; a run folder without them still resumes.
-ADDED_KEYS: dict[str, Any] = {"verify_checksums": True}
+ADDED_KEYS: dict[str, Any] = {"verify_checksums": True, "bn_momentum": 0.0}
 
 
 def check_run_folder_config(workdir: str, config_dict: Mapping[str, Any],
