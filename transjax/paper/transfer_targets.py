@@ -23,7 +23,8 @@ import numpy as np
 
 from transjax import plotting
 from transjax import results as results_lib
-from transjax.paper import common, overrides
+from transjax.paper import common
+from transjax.paper import overrides
 from transjax.paper import sources
 
 ELEMENTS = ("Table 1", "Fig 2", "Table 2")
