@@ -141,9 +141,10 @@ def test_every_training_config_of_the_full_experiments_is_shrunk():
 def test_source_configs_and_the_variation_settings_take_the_overrides():
   c = _full("gradient_variation")
   c.train_overrides += ",variation.every=1,variation.num_points=3"
-  s = pairs.variation_settings("full", c)
+  s = overrides.variation(pairs.variation_settings("full"), c)
   assert (s.every, s.num_points, s.num_samples) == (1, 3, 256)
-  assert pairs.variation_settings("full") == pairs.variation_settings("full", None)
+  assert overrides.variation(pairs.variation_settings("full"), None) == \
+      pairs.variation_settings("full")
 
 
 def test_tsne_full_shares_the_pair_runs_of_its_imagenet_source():

@@ -23,7 +23,7 @@ import numpy as np
 
 from transjax import plotting
 from transjax import results as results_lib
-from transjax.paper import common, pairs
+from transjax.paper import common, overrides, pairs
 
 FIGURES = ("gradient_variation.png", "gradient_variation_fixed.png")
 ELEMENTS = ("Fig 6", "Fig 11")
@@ -33,7 +33,7 @@ ELEMENTS = ("Fig 6", "Fig 11")
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   dirs = pairs.pair_runs(config)
-  settings = pairs.variation_settings(config.preset, config)
+  settings = overrides.variation(pairs.variation_settings(config.preset), config)
   numbers, curves = {}, {"gradient": {}, "fixed": {}}
   data = []
   for init, d in dirs.items():

@@ -37,12 +37,7 @@ class VariationSettings:
   num_samples: int         # fixed sample set (the paper: 256)
 
 
-def variation_settings(preset: str, experiment: Any = None) -> VariationSettings:
-  """The preset's settings, with the experiment config's `variation.*` train_overrides."""
-  return overrides.variation(_preset_variation_settings(preset), experiment)
-
-
-def _preset_variation_settings(preset: str) -> VariationSettings:
+def variation_settings(preset: str) -> VariationSettings:
   if preset == "smoke":
     return VariationSettings(every=10, num_points=8, fixed_step=0.05, num_samples=64)
   if preset == "quick":
@@ -146,7 +141,7 @@ def pair_dir(shared_dir: str, target: str, init: str, tag: str = "") -> str:
 def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: str,
                       experiment: Any = None) -> str:
   """Trains (resumes / reuses) one target run with the variation callback; returns its dir."""
-  settings = variation_settings(preset, experiment)
+  settings = overrides.variation(variation_settings(preset), experiment)   # variation.* keys
   sidecar = os.path.join(run_dir, "variation_settings.json")
   if os.path.exists(sidecar) and results_lib.read_json(sidecar) != dataclasses.asdict(settings):
     raise ValueError(f"{run_dir} was trained with other gradient-variation settings; delete it.")

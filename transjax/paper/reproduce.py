@@ -29,8 +29,9 @@ from theory import presets as theory_presets
 from transjax import results as results_lib
 from transjax import workdir_lock
 from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
-                            inputs_labels, minima, overrides, presets, pretrain_epochs, report,
-                            sources, theory_section, transfer_targets, tsne_weights)
+                            inputs_labels, minima, presets, pretrain_epochs, report, sources,
+                            theory_section, transfer_targets, tsne_weights)
+from transjax.paper import overrides
 
 # name -> (experiment module, its presets: a module with get_config(preset))
 EXPERIMENTS: dict[str, tuple[ModuleType, ModuleType]] = {
