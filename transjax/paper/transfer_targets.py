@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from transjax import optim, plotting
-from transjax import functional, weights
+from transjax import functional, imagenet, weights
 from transjax import results as results_lib
 from transjax.analysis import similarity
 from transjax.data import run_data
@@ -76,7 +76,7 @@ def training_configs(config: ml_collections.ConfigDict,
 def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, str]:
   """(init_from, description) of the pretrained network."""
   if config.init_from:
-    if not (os.path.exists(config.init_from) or config.init_from.startswith("imagenet:")):
+    if not (os.path.exists(config.init_from) or imagenet.is_imagenet_name(config.init_from)):
       raise FileNotFoundError(f"config.init_from = {config.init_from!r} does not exist.")
     return config.init_from, f"weights {config.init_from}"
   if not config.source:
