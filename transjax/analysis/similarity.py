@@ -33,6 +33,12 @@ def batchnorm_layers(model: nnx.Module) -> list[tuple[str, nnx.BatchNorm]]:
           if isinstance(m, nnx.BatchNorm)]
 
 
+def stored_statistics(model: nnx.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{layer: (running mean, running var)} of each BatchNorm of `model`, in float64."""
+  return {name: (np.asarray(bn.mean[...], np.float64), np.asarray(bn.var[...], np.float64))
+          for name, bn in batchnorm_layers(model)}
+
+
 def target_statistics(model: nnx.Module, images: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{layer: (mean, var)} of each BatchNorm's input over `images` (one batch, train mode).
 
@@ -46,16 +52,14 @@ def target_statistics(model: nnx.Module, images: Any) -> dict[str, tuple[np.ndar
   for _, bn in layers:
     bn.momentum = 0.0
   probe(jnp.asarray(images), train=True)
-  return {name: (np.asarray(bn.mean[...], np.float64), np.asarray(bn.var[...], np.float64))
-          for name, bn in layers}
+  return stored_statistics(probe)
 
 
 def batchnorm_distance(model: nnx.Module, images: Any, *, skip_prefix: str = "") -> dict[str, Any]:
   """{"mean": float, "layers": {layer: float}}: the target's BatchNorm statistics against the
   ones `model` stores (see the module docstring). Layers under `skip_prefix` (e.g. a new,
   untrained head) are left out."""
-  stored = {name: (np.asarray(bn.mean[...], np.float64), np.asarray(bn.var[...], np.float64))
-            for name, bn in batchnorm_layers(model)}
+  stored = stored_statistics(model)
   measured = target_statistics(model, images)
   per_layer = {}
   for name, (mu_s, var_s) in stored.items():
