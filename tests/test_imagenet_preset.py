@@ -107,3 +107,10 @@ def test_the_scale_names_the_network(tmp_path):
       "imagenet")).read()
   assert ("- scale: EfficientNet-Lite0 (ImageNet) at 64 px instead of ResNet-50 (the paper's "
           "network)") in text
+
+
+def test_similarity_order_on_a_network_without_batchnorm_says_how_to_fix(tmp_path):
+  c = _tiny_transfer_config()
+  c.run.model.name, c.run.model.input_size = "lenet", 28
+  with pytest.raises(ValueError, match="has no BatchNorm.*Set it False to keep the order"):
+    transfer_targets.ordered_targets(c, "", str(tmp_path))

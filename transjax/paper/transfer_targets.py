@@ -97,8 +97,12 @@ def target_similarity(config: ml_collections.ConfigDict, init_from: str) -> dict
     graphdef, params, state, _ = weights.initial_weights(c, data.num_classes)
     batch = run_data.sample_batch(data.train, config.similarity_samples, mean=data.mean,
                                   std=data.std)
-    d = similarity.batchnorm_distance(functional.merge(graphdef, params, state), batch["image"],
-                                      skip_prefix=optim.HEAD)
+    try:
+      d = similarity.batchnorm_distance(functional.merge(graphdef, params, state),
+                                        batch["image"], skip_prefix=optim.HEAD)
+    except ValueError as e:  # a network without BatchNorm has no stored statistics
+      raise ValueError(f"config.order_by_similarity: {e} Set it False to keep the order of "
+                       "config.target_names.") from e
     out[target] = d["mean"]
   return out
 
