@@ -30,6 +30,11 @@ SETUPS = {
     # LeNet's conv1 on grey images: on CPU the one-input-channel shifted multiply-adds.
     "one_input_channel": ((3, 9, 8, 1), (3, 2, 1, 4), dict(window_strides=(1, 1),
                                                            padding=((2, 1), (0, 1)))),
+    # LeNet's conv2 (6 input channels): on CPU the input tangent is an im2col matmul.
+    "narrow_input": ((2, 7, 6, 3), (3, 2, 3, 4), dict(window_strides=(1, 1),
+                                                      padding=((1, 0), (2, 1)))),
+    "narrow_input_valid": ((2, 7, 6, 5), (3, 3, 5, 2), dict(window_strides=(1, 1),
+                                                            padding="VALID")),
 }
 
 

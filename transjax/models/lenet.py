@@ -18,19 +18,40 @@ from transjax.models.heads import apply_head, make_head
 from transjax.models.taps import tap
 
 
+def _max_of_four_slices(x: jax.Array) -> jax.Array:
+  top = jnp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
+  bottom = jnp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
+  return jnp.maximum(top, bottom)
+
+
+def _max_of_reshaped_windows(x: jax.Array) -> jax.Array:
+  n, h, w, c = x.shape
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+@jax.custom_jvp
+def _max_pool_2x2(x: jax.Array) -> jax.Array:
+  return _max_of_four_slices(x)
+
+
+@_max_pool_2x2.defjvp
+def _max_pool_2x2_jvp(primals, tangents):
+  # Differentiated through the reshaped form: its gradient is one masked broadcast, where
+  # the four strided slices' is four interior pads (LeNet's gradient at batch 64: 11
+  # against 19 ms); its forward is the slower one, so it runs only under differentiation.
+  return jax.jvp(_max_of_reshaped_windows, primals, tangents)
+
+
 def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
   """`max_pool(relu(x), 2x2, stride 2)` (VALID) as relu of the max of four strided slices.
 
   The same values; the same gradient wherever the window's maximum is unique (ties need
   equal pre-activations). Pooling before the ReLU quarters its work, and XLA:CPU fuses the
-  slices into one loop: forward 3x and gradient 15x faster than reduce_window and its
-  select_and_scatter gradient (256 x 28 x 28 x 6 float32, 2-core Xeon).
+  slices into one loop: forward 3x faster than reduce_window (256 x 28 x 28 x 6 float32,
+  2-core Xeon). The derivatives are the reshaped max's (`_max_pool_2x2_jvp`).
   """
   h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-  x = x[:, :h, :w, :]
-  top = jnp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
-  bottom = jnp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
-  return jax.nn.relu(jnp.maximum(top, bottom))
+  return jax.nn.relu(_max_pool_2x2(x[:, :h, :w, :]))
 
 
 class LeNet(nnx.Module):
