@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from transjax import plotting
 from transjax import results as results_lib
@@ -39,8 +40,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     r = runs_lib.load_run(d, "final")
     batch = r.batch("train", config.num_samples, seed=0)
     op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch)
+    logging.info("%s: top-%d Hessian eigenvalues of %d parameters by Lanczos", init,
+                 config.top_k, op.dim)
     top = hessian.lanczos_top_k(op, k=config.top_k, tol=1e-4, seed=0,
-                                max_steps=config.get("lanczos_max_steps", 0) or None)
+                                max_steps=config.get("lanczos_max_steps", 0) or None,
+                                log_every=10)
     eig[init] = [float(x) for x in top.eigenvalues]
     res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
                                  resolution=config.resolution, eta=config.eta)
