@@ -67,3 +67,23 @@ def test_log_record_steps_are_increasing_and_cover_the_cap():
   assert steps[0] == 0 and steps[-1] == 1000
   assert np.all(np.diff(steps) > 0)
   assert len(steps) < 40
+
+
+@pytest.mark.parametrize("width, block", [(1000, 256), (512, 512), (300, 64)])
+def test_neuron_blocks_take_the_same_steps_as_the_full_width(width, block):
+  """The CPU form (neuron blocks in turn, padded to whole blocks) is the same GD: the
+  same weights, residual and step count, both for a step cap and for a tolerance stop."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 7))
+    x = jnp.asarray(x / np.linalg.norm(x, axis=1, keepdims=True))
+    y = jnp.asarray(rng.choice([-1.0, 1.0], size=40))
+    net = twolayer.init_network(0, width, 7, kappa=1.0)
+    w, a = jnp.asarray(net.w_init), jnp.asarray(net.signs)
+    for stop_step, tol_sq in ((25, -1.0), (100000, 1.0)):
+      args = (w, a, x, y, 0.5, stop_step, 3, tol_sq, 1e300)
+      w_full, res_full, step_full = twolayer._descend_full(*args)
+      w_blocks, res_blocks, step_blocks = twolayer._descend_blocks(*args, block=block)
+      assert int(step_blocks) == int(step_full) and int(step_full) > 3
+      np.testing.assert_allclose(np.asarray(w_blocks), np.asarray(w_full), rtol=0, atol=1e-12)
+      np.testing.assert_allclose(float(res_blocks), float(res_full), rtol=1e-12)
