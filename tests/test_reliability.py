@@ -338,3 +338,15 @@ def test_layer_selection_and_config_differences():
   new.optim.lr = 0.5
   assert config_lib.config_differences(old, results_lib.to_jsonable(new)) == [
       "optim.lr: 0.01 -> 0.5"]
+
+
+def test_commit_is_read_once_per_process(monkeypatch):
+  """A commit made while a long run goes on does not relabel the run's results."""
+  first = results_lib.git_commit()
+
+  def no_git(*args, **kwargs):
+    raise AssertionError("git was asked again")
+
+  monkeypatch.setattr(results_lib.subprocess, "run", no_git)
+  assert results_lib.git_commit() == first
+  assert results_lib.run_metadata()["git_commit"] == first

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from transjax import workdir_lock
+from transjax import results, workdir_lock
 
 USER_ERROR_EXIT = 2  # the exit status of a user error (a traceback, i.e. a bug, exits 1)
 
@@ -74,6 +74,7 @@ def run_or_exit(fn, *args, **kwargs):
 
   With --debug (or TRANSJAX_DEBUG=1) the error propagates with its traceback.
   """
+  results.git_commit()  # the commit this process's code came from, read before it runs
   try:
     return fn(*args, **kwargs)
   except USER_ERRORS as e:

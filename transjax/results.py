@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -113,8 +114,13 @@ class MetricsLog:
     os.replace(tmp, self.path)
 
 
+@functools.cache
 def git_commit() -> str | None:
-  """The short commit of the code, with "-dirty" when tracked files differ from it."""
+  """The short commit of the code, with "-dirty" when tracked files differ from it.
+
+  Read once per process, at the first call (a run's start): the code a process runs is
+  what it imported then, so a commit made while a long run is going does not relabel it.
+  """
   here = os.path.dirname(__file__)
   try:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
