@@ -30,6 +30,9 @@ SETUPS = {
     # LeNet's conv1 on grey images: on CPU the one-input-channel shifted multiply-adds.
     "one_input_channel": ((3, 9, 8, 1), (3, 2, 1, 4), dict(window_strides=(1, 1),
                                                            padding=((2, 1), (0, 1)))),
+    # Over IM2COL_KERNEL_MIN_POSITIONS input positions: the kernel tangent is im2col.
+    "one_input_channel_large_batch": ((2, 300, 170, 1), (3, 2, 1, 4), dict(
+        window_strides=(1, 1), padding=((1, 1), (0, 1)))),
     # LeNet's conv2 (6 input channels): on CPU the input tangent is an im2col matmul.
     "narrow_input": ((2, 7, 6, 3), (3, 2, 3, 4), dict(window_strides=(1, 1),
                                                       padding=((1, 0), (2, 1)))),
@@ -122,3 +125,23 @@ def test_one_input_channel_uses_no_convolution_on_cpu():
   text = str(jax.make_jaxpr(lambda a, k: conv_general_dilated(
       a, k, (2, 2), "VALID", dimension_numbers=DN))(x, w))
   assert "conv_general_dilated[" in text  # strided: the ordinary path
+
+
+def test_lenet_through_nnx_takes_the_cpu_paths():
+  """nnx.Conv's own call (it passes out_sharding=None) reaches the CPU formulations: on
+  CPU LeNet's forward has one convolution (conv2; conv1 is shifted multiply-adds) and its
+  gradient no 6-output-channel transposed convolution (conv2's input term is im2col)."""
+  from transjax import functional  # pylint: disable=import-outside-toplevel
+  from transjax.models import build_model  # pylint: disable=import-outside-toplevel
+  graphdef, params, state = functional.split(build_model("lenet", 10, in_channels=1,
+                                                         input_size=28))
+  loss = functional.make_loss_fn(graphdef)
+  batch = {"image": jnp.ones((2, 28, 28, 1)), "label": jnp.zeros((2,), jnp.int32)}
+  forward = str(jax.make_jaxpr(lambda p: loss(p, state, batch, False)[0])(params))
+  gradient = jax.jit(jax.grad(lambda p: loss(p, state, batch, False)[0])).lower(
+      params).compile().as_text()
+  if jax.default_backend() == "cpu":
+    assert forward.count("conv_general_dilated[") == 1
+    assert "f32[2,14,14,6]{3,2,1,0} convolution(" not in gradient
+  else:
+    assert forward.count("conv_general_dilated[") == 2

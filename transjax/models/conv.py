@@ -35,8 +35,8 @@ decides how fast the gradient runs. On CPU, where the transposed convolution is 
 one-channel conv's kernel gradient; the input gradient of a conv with few input channels,
 whose transpose has few output channels), that term of the tangent is written in a form
 whose transpose XLA:CPU runs well: an im2col matmul (`im2col_conv`, transposed into a
-matmul and pads) for the input term, and `lax`'s own convolution for a one-channel
-kernel term.
+matmul and pads) for the input term, and for a one-channel kernel term `lax`'s own
+convolution on small batches, im2col on large ones.
 """
 
 from __future__ import annotations
@@ -125,6 +125,9 @@ def _depthwise_padding(lhs, rhs, window_strides, padding, kwargs):
 SHIFTED_MAX_WINDOW = 49
 # Below this many input channels a stride-1 conv's input gradient is taken through im2col.
 IM2COL_MAX_CHANNELS = 16
+# Above this many input positions (batch x height x width) a one-channel conv's kernel
+# gradient is taken through im2col, below it through lax's transposed convolution.
+IM2COL_KERNEL_MIN_POSITIONS = 100_000
 
 
 def _nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
@@ -146,8 +149,11 @@ def _plain_stride1(lhs, rhs, window_strides, padding, kwargs) -> bool:
   if any(kwargs.get(k) not in (None, (1, 1), [1, 1], 1) for k in
          ("lhs_dilation", "rhs_dilation", "feature_group_count", "batch_group_count")):
     return False
+  if kwargs.get("out_sharding") is not None:
+    return False
+  # nnx.Conv passes out_sharding=None; an unknown argument keeps lax's own path.
   extra = set(kwargs) - {"lhs_dilation", "rhs_dilation", "feature_group_count",
-                         "batch_group_count", "dimension_numbers", "precision"}
+                         "batch_group_count", "dimension_numbers", "precision", "out_sharding"}
   return (not extra and rhs.shape[2] == lhs.shape[3]
           and _nhwc_hwio(lhs, rhs, kwargs.get("dimension_numbers")))
 
@@ -239,15 +245,20 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   # fastest on XLA:CPU; each is the same linear map as `conv` in that argument. Measured
   # in LeNet's gradient, batch 64, 2-core Xeon, XLA's profiler:
   # - Kernel term of a one-channel conv: the transposed shifted form is kh*kw separate
-  #   reductions (7.1 ms), im2col's needs the patches interleaved on the minor axis
-  #   (2.5 ms + a 1.7 ms matmul); lax's own transpose is one convolution (1.2 ms). Its
-  #   forward (4 ms) only runs in forward-mode products (once per HVP).
+  #   reductions (7.1 ms). At batch 64 lax's own transpose, one convolution, is fastest
+  #   (training step 8.6-9.3 ms against 10.5-10.8 with im2col); from batch 256 (MNIST:
+  #   200k output positions) it grows to 8 ms and im2col's patches^T @ cotangent wins
+  #   (the whole gradient 40-43 against 67-80 ms). The switch is at 100k positions.
   # - Input term of a conv with few input channels (LeNet conv2, 6): lax's transpose is
   #   a convolution with 6 output channels (2.8 ms against 0.7 ms for the forward);
   #   im2col's is a matmul and kh*kw pads (1.4 ms).
   plain = _plain_stride1(lhs, rhs, window_strides, padding, kwargs)
-  kernel_term = (functools.partial(lax.conv_general_dilated, window_strides=window_strides,
-                                   padding=padding, **kwargs) if one_channel else conv)
+  kernel_term = conv
+  if one_channel:
+    kernel_term = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
+                                    padding=padding, **kwargs)
+    if lhs.shape[0] * lhs.shape[1] * lhs.shape[2] > IM2COL_KERNEL_MIN_POSITIONS:
+      kernel_term = functools.partial(im2col_conv, padding=padding)
   input_term = (functools.partial(im2col_conv, padding=padding)
                 if plain and 1 < lhs.shape[3] < IM2COL_MAX_CHANNELS else conv)
 
