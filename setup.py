@@ -40,8 +40,9 @@ setuptools.setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        # CI installs .[test]: it includes the ImageNet weights, so their tests never skip.
-        "test": ["pytest>=8", "pytest-timeout>=2.3", *IMAGENET],
+        # CI installs .[test]: it includes the ImageNet weights, so their tests never skip;
+        # pytest-xdist runs the test files on every core (README's test command).
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.6", *IMAGENET],
         # Optional: compare the torchvision weight mapping against PyTorch's own ops.
         "torch": ["torch==2.13.0"],
         # ImageNet weights that install with pip (config.init_from = "imagenet:<name>");
