@@ -149,19 +149,14 @@ def _plain_stride1(lhs, rhs, window_strides, padding, kwargs) -> bool:
   if any(kwargs.get(k) not in (None, (1, 1), [1, 1], 1) for k in
          ("lhs_dilation", "rhs_dilation", "feature_group_count", "batch_group_count")):
     return False
+  # nnx.Conv passes out_sharding=None; a sharded output or an unknown argument keeps
+  # lax's own path.
   if kwargs.get("out_sharding") is not None:
     return False
-  # nnx.Conv passes out_sharding=None; an unknown argument keeps lax's own path.
   extra = set(kwargs) - {"lhs_dilation", "rhs_dilation", "feature_group_count",
                          "batch_group_count", "dimension_numbers", "precision", "out_sharding"}
   return (not extra and rhs.shape[2] == lhs.shape[3]
           and _nhwc_hwio(lhs, rhs, kwargs.get("dimension_numbers")))
-
-
-def _use_shifted(lhs, rhs, window_strides, padding, kwargs) -> bool:
-  """The one-input-channel case of `_plain_stride1`."""
-  return lhs.ndim == 4 and lhs.shape[3] == 1 and _plain_stride1(lhs, rhs, window_strides,
-                                                                padding, kwargs)
 
 
 def shifted_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
@@ -220,7 +215,8 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
       return depthwise_conv_shifted(lhs, rhs, tuple(window_strides), depthwise_padding)
   conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
                            padding=padding, **kwargs)
-  one_channel = _use_shifted(lhs, rhs, window_strides, padding, kwargs)
+  plain = _plain_stride1(lhs, rhs, window_strides, padding, kwargs)
+  one_channel = plain and lhs.shape[3] == 1
   if one_channel:
     conv = functools.partial(shifted_conv, padding=padding)
 
@@ -252,7 +248,6 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   # - Input term of a conv with few input channels (LeNet conv2, 6): lax's transpose is
   #   a convolution with 6 output channels (2.8 ms against 0.7 ms for the forward);
   #   im2col's is a matmul and kh*kw pads (1.4 ms).
-  plain = _plain_stride1(lhs, rhs, window_strides, padding, kwargs)
   kernel_term = conv
   if one_channel:
     kernel_term = functools.partial(lax.conv_general_dilated, window_strides=window_strides,

@@ -70,7 +70,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
               f"{config.resolution}x{config.resolution} grid, eta {config.eta}, contours every "
               f"{spacing:g}.")
   results = {"elements": list(ELEMENTS), "data": pairs.data_notes(dirs), "summary": "\n".join(rows),
-             "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config), "eigenvalues": eig,
+             "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config),
+             "eigenvalues": eig,
              "landscape": {k: {"stats": v["stats"], "seconds": v["seconds"]}
                            for k, v in land.items()},
              "final": finals, "run_dirs": dirs}
