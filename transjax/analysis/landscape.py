@@ -29,6 +29,7 @@ from jax.flatten_util import ravel_pytree
 from transjax import params as params_lib
 from transjax import progress, sharding
 from transjax.analysis.subset import resolve_mask
+from transjax.models import affine
 
 PAPER_RESOLUTION = 200
 PAPER_ETA = 1e-3
@@ -159,16 +160,21 @@ def _point_fn(loss_fn, moving: Sequence[bool] | None = None):
 
   `moving` (one flag per leaf, from `moving_leaves`): leaves every direction leaves at
   zero are not touched, so under `vmap` over c they stay unbatched and everything below
-  the first moved layer is computed once for all grid points, not once per point.
+  the first moved layer is computed once for all grid points, not once per point. Moved
+  leaves are `transjax.models.affine` combinations, so a convolution whose input is
+  shared by the points (the first moved layer) is computed from 1 + len(c) convolutions
+  instead of one per point.
   """
 
   def f(params, state, batch, directions, c):
     flags = moving if moving is not None else [True] * len(jax.tree.leaves(params))
     leaves, treedef = jax.tree.flatten(params)
     d_leaves = [jax.tree.leaves(d) for d in directions]
-    moved = [w + sum(ci * ds[i] for ci, ds in zip(c, d_leaves)).astype(w.dtype) if m else w
-             for i, (w, m) in enumerate(zip(leaves, flags))]
-    return loss_fn(jax.tree.unflatten(treedef, moved), state, batch, False)[0]
+    with affine.scope():
+      moved = [affine.affine(w, jnp.stack([ds[i] for ds in d_leaves]).astype(w.dtype),
+                             c.astype(w.dtype)) if m else w
+               for i, (w, m) in enumerate(zip(leaves, flags))]
+      return loss_fn(jax.tree.unflatten(treedef, moved), state, batch, False)[0]
 
   return f
 

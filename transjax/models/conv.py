@@ -49,6 +49,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from transjax.models import affine
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -209,6 +211,15 @@ def im2col_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
                          **kwargs) -> jax.Array:
   """`lax.conv_general_dilated` (same arguments), with the CPU formulations described above."""
+  grid = affine.lookup(rhs)
+  if grid is not None:
+    # A landscape grid's kernel: w + sum_i c_i d_i (see transjax.models.affine).
+    conv = functools.partial(_conv, window_strides=window_strides, padding=padding, **kwargs)
+    return affine.linear_map(conv, lhs, *grid)
+  return _conv(lhs, rhs, window_strides, padding, **kwargs)
+
+
+def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> jax.Array:
   if jax.default_backend() == "cpu":
     depthwise_padding = _depthwise_padding(lhs, rhs, window_strides, padding, kwargs)
     if depthwise_padding is not None:

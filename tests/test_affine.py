@@ -1,0 +1,85 @@
+"""transjax.models.affine: a landscape grid's first moved convolution from 1 + r
+convolutions, with the values of one convolution per point (float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from transjax import functional
+from transjax.analysis import landscape
+from transjax.models import affine, build_model
+from transjax.models.conv import conv_general_dilated
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, k):
+  return conv_general_dilated(x, k, (1, 1), ((2, 1), (1, 2)), dimension_numbers=DN)
+
+
+@pytest.fixture
+def x64():
+  with jax.enable_x64(True):
+    yield
+
+
+@pytest.mark.parametrize("channels", [1, 3])  # one channel: the CPU shifted form
+def test_grid_conv_equals_one_convolution_per_point(x64, channels):
+  del x64
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 9, 8, channels)))
+  w = jnp.asarray(rng.normal(size=(3, 3, channels, 4)))
+  basis = jnp.asarray(rng.normal(size=(2, 3, 3, channels, 4)))
+  coeffs = jnp.asarray(rng.normal(size=(5, 2)))
+  want = jnp.stack([_conv(x, w + c[0] * basis[0] + c[1] * basis[1]) for c in coeffs])
+
+  def point(c):
+    with affine.scope():
+      return conv_general_dilated(x, affine.affine(w, basis, c), (1, 1), ((2, 1), (1, 2)),
+                                  dimension_numbers=DN)
+
+  np.testing.assert_allclose(jax.jit(jax.vmap(point))(coeffs), want, rtol=1e-12, atol=1e-12)
+  # Per-point inputs too (a grid's upper layers): the usual batched path, same values.
+  xs = jnp.stack([x * (i + 1) for i in range(5)])
+  want_xs = jnp.stack([_conv(xi, w + c[0] * basis[0] + c[1] * basis[1])
+                       for xi, c in zip(xs, coeffs)])
+
+  def point_xs(xi, c):
+    with affine.scope():
+      return conv_general_dilated(xi, affine.affine(w, basis, c), (1, 1), ((2, 1), (1, 2)),
+                                  dimension_numbers=DN)
+
+  np.testing.assert_allclose(jax.vmap(point_xs)(xs, coeffs), want_xs, rtol=1e-12, atol=1e-12)
+
+
+def test_only_kernels_made_inside_the_scope_are_known():
+  w, basis, c = jnp.ones((3, 3, 1, 2)), jnp.ones((2, 3, 3, 1, 2)), jnp.ones((2,))
+  outside = affine.affine(w, basis, c)
+  assert affine.lookup(outside) is None
+  with affine.scope():
+    inside = affine.affine(w, basis, c)
+    assert affine.lookup(inside)[0] is w
+    assert affine.lookup(w + 0) is None
+  assert affine.lookup(inside) is None  # the record ends with the scope
+
+
+def test_lenet_grid_takes_conv1_once_for_all_points():
+  """In a LeNet grid of 7 points conv1 runs as one batch of 1 + 2 kernels (not 7), and the
+  landscape equals the one-point-at-a-time reference."""
+  g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=28))
+  loss_fn = functional.make_loss_fn(g)
+  rng = np.random.default_rng(1)
+  batch = {"image": jnp.asarray(rng.normal(size=(4, 28, 28, 1)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 4))}
+  dirs = landscape.random_directions(jax.random.key(0), p, 2)
+  f = landscape._point_fn(loss_fn, landscape.moving_leaves(dirs))  # pylint: disable=protected-access
+  coeffs = jnp.asarray(rng.normal(size=(7, 2)) * 0.1, jnp.float32)
+  text = str(jax.make_jaxpr(jax.vmap(f, in_axes=(None, None, None, None, 0)))(
+      p, s, batch, dirs, coeffs))
+  if jax.default_backend() == "cpu":  # conv1 (one channel) as an im2col matmul
+    assert "3136,18]" in text and "3136,42]" not in text  # 4*28*28 positions x 3*6 outputs
+  axis = np.array([-0.1, 0.0, 0.2])
+  res = landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4)
+  ref = landscape.sequential_landscape(loss_fn, p, s, batch, dirs, [axis, axis])
+  np.testing.assert_allclose(res.losses, ref, rtol=1e-5)
