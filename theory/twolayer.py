@@ -135,10 +135,11 @@ def _descend_full(w, signs, x, y, eta, stop_step, start_step, tol_sq, blowup_sq)
 
 
 # Neurons per block of `_descend_blocks`: a (n, 2048) float64 block of pre-activations
-# (3.3 MB at n = 200) stays in cache between its three matmuls, which are still big enough
-# for XLA to run on every core. Measured at m = 65536 on the idle 2-core machine: 8.5-10.3
-# steps/s with blocks of 2048 or 4096, 6.7 with 256 (one core per matmul), 7.0-7.5 for the
-# full width.
+# (3.3 MB at n = 200) stays in cache between its two matmuls, which are still big enough
+# for XLA to run on every core. Measured at m = 65536 on the idle 2-core machine (with
+# three matmuls a block, before the mask was kept): 8.5-10.3 steps/s with blocks of 2048
+# or 4096, 6.7 with 256 (one core per matmul), 7.0-7.5 for the full width; keeping the
+# mask: 9.8-12.0 against 8.3-9.9 in one A/B.
 NEURON_BLOCK = 2048
 
 
@@ -151,8 +152,9 @@ def _descend_blocks(w, signs, x, y, eta, stop_step, start_step, tol_sq, blowup_s
   needs only its own pre-activations and the residual u - y, and the new outputs are a
   sum over blocks. Taking the blocks in turn keeps the (n, m) pre-activations out of
   memory: at m = 65536 the full form reads and writes 105 MB arrays several times a step
-  and is bound by memory, not by its matmuls (the NumPy peer is too). Each block costs one
-  matmul more (its pre-activations after the update are recomputed).
+  and is bound by memory, not by its matmuls (the NumPy peer is too). Each block's
+  pre-activations after its update give its outputs and, kept as the (n, block) ReLU mask
+  (bytes, not float64), the next step's gradient: two matmuls per block and step.
   """
   d, m = w.shape
   n_blocks = -(-m // block)
@@ -161,33 +163,38 @@ def _descend_blocks(w, signs, x, y, eta, stop_step, start_step, tol_sq, blowup_s
   w_b = jnp.pad(w, ((0, 0), (0, pad))).reshape(d, n_blocks, block).transpose(1, 0, 2)
   a_b = (jnp.pad(signs, (0, pad)) / jnp.sqrt(m)).reshape(n_blocks, block)
 
-  def block_outputs(w_i, a_i):
-    return jnp.sum(jax.nn.relu(x @ w_i) * a_i, axis=1)
-
-  def outputs(w_b):
-    return jax.lax.fori_loop(0, n_blocks,
-                             lambda i, u: u + block_outputs(w_b[i], a_b[i]), jnp.zeros_like(y))
+  def block_forward(w_i, a_i):
+    pre = x @ w_i
+    return jnp.sum(jax.nn.relu(pre) * a_i, axis=1), pre >= 0
 
   def keep_going(carry):
-    _, _, res_sq, step = carry
+    _, _, _, res_sq, step = carry
     return (step < stop_step) & (res_sq > tol_sq) & (res_sq < blowup_sq)
 
   def one_step(carry):
-    w_b, u, _, step = carry
+    w_b, active_b, u, _, step = carry
     residual = u - y
 
     def update_block(i, c):
-      w_b, u_new = c
-      w_i = w_b[i]
-      w_i = w_i - eta * (x.T @ (residual[:, None] * (x @ w_i >= 0) * a_b[i][None, :]))
-      return w_b.at[i].set(w_i), u_new + block_outputs(w_i, a_b[i])
+      w_b, active_b, u_new = c
+      w_i = w_b[i] - eta * (x.T @ (residual[:, None] * active_b[i] * a_b[i][None, :]))
+      u_i, active_i = block_forward(w_i, a_b[i])
+      return w_b.at[i].set(w_i), active_b.at[i].set(active_i), u_new + u_i
 
-    w_b, u = jax.lax.fori_loop(0, n_blocks, update_block, (w_b, jnp.zeros_like(y)))
-    return w_b, u, jnp.sum((u - y) ** 2), step + 1
+    w_b, active_b, u = jax.lax.fori_loop(0, n_blocks, update_block,
+                                         (w_b, active_b, jnp.zeros_like(y)))
+    return w_b, active_b, u, jnp.sum((u - y) ** 2), step + 1
 
-  u = outputs(w_b)
-  w_b, _, res_sq, step = jax.lax.while_loop(
-      keep_going, one_step, (w_b, u, jnp.sum((u - y) ** 2), start_step))
+  def init_block(i, c):
+    active_b, u = c
+    u_i, active_i = block_forward(w_b[i], a_b[i])
+    return active_b.at[i].set(active_i), u + u_i
+
+  active_b, u = jax.lax.fori_loop(
+      0, n_blocks, init_block,
+      (jnp.zeros((n_blocks, x.shape[0], block), jnp.bool_), jnp.zeros_like(y)))
+  w_b, _, _, res_sq, step = jax.lax.while_loop(
+      keep_going, one_step, (w_b, active_b, u, jnp.sum((u - y) ** 2), start_step))
   return w_b.transpose(1, 0, 2).reshape(d, n_blocks * block)[:, :m], res_sq, step
 
 
