@@ -15,6 +15,7 @@ several devices.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -179,6 +180,16 @@ def _point_fn(loss_fn, moving: Sequence[bool] | None = None):
   return f
 
 
+@functools.lru_cache(maxsize=16)
+def _batched_point_fn(loss_fn, moving: tuple[bool, ...], vectorize: str):
+  """The jitted chunk evaluation, one per (loss, moved leaves, vectorize): later grids of
+  the same model in a process (layers, checkpoints, centres) reuse its compilation."""
+  f = _point_fn(loss_fn, moving)
+  if vectorize == "vmap":
+    return jax.jit(jax.vmap(f, in_axes=(None, None, None, None, 0)))
+  return jax.jit(lambda p, s, b, d, cs: jax.lax.map(lambda c: f(p, s, b, d, c), cs))
+
+
 def moving_leaves(directions: Sequence[Any]) -> tuple[bool, ...]:
   """Per parameter leaf: does any direction move it (a nonzero entry)?"""
   per_dir = [[bool(np.any(np.asarray(x) != 0)) for x in jax.tree.leaves(d)] for d in directions]
@@ -275,11 +286,7 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
   plan.vectorize = vectorize
   logging.info("landscape: %s", plan.describe())
   dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
-  f = _point_fn(loss_fn, moving_leaves(directions))
-  if vectorize == "vmap":
-    batched = jax.jit(jax.vmap(f, in_axes=(None, None, None, None, 0)))
-  else:
-    batched = jax.jit(lambda p, s, b, d, cs: jax.lax.map(lambda c: f(p, s, b, d, c), cs))
+  batched = _batched_point_fn(loss_fn, moving_leaves(directions), vectorize)
   mesh = sharding.data_mesh() if plan.num_devices > 1 else None
   out = np.empty(num_points, np.float64)
   start = last_log = time.perf_counter()
