@@ -30,13 +30,18 @@ SETUPS = {
     # LeNet's conv1 on grey images: on CPU the one-input-channel shifted multiply-adds.
     "one_input_channel": ((3, 9, 8, 1), (3, 2, 1, 4), dict(window_strides=(1, 1),
                                                            padding=((2, 1), (0, 1)))),
-    # Over IM2COL_KERNEL_MIN_POSITIONS input positions: the kernel tangent is im2col.
+    # Too wide for the Toeplitz form (TOEPLITZ_MAX_WIDTH_RATIO): shifted multiply-adds, and
+    # over IM2COL_KERNEL_MIN_POSITIONS input positions the kernel tangent is im2col.
     "one_input_channel_large_batch": ((2, 300, 170, 1), (3, 2, 1, 4), dict(
         window_strides=(1, 1), padding=((1, 1), (0, 1)))),
-    # LeNet's conv2 (6 input channels): on CPU the input tangent is an im2col matmul.
+    # Few input channels on narrow images (LeNet's conv2): on CPU both tangents are the
+    # Toeplitz matmul.
     "narrow_input": ((2, 7, 6, 3), (3, 2, 3, 4), dict(window_strides=(1, 1),
                                                       padding=((1, 0), (2, 1)))),
     "narrow_input_valid": ((2, 7, 6, 5), (3, 3, 5, 2), dict(window_strides=(1, 1),
+                                                            padding="VALID")),
+    # Few input channels, too wide for the Toeplitz form: the input tangent is im2col.
+    "narrow_input_wide": ((2, 5, 30, 3), (3, 3, 3, 4), dict(window_strides=(1, 1),
                                                             padding="VALID")),
 }
 
@@ -117,6 +122,16 @@ def test_batched_input_and_kernel_is_a_loop_not_a_grouped_conv_on_cpu():
     assert "while" in text or "scan" in text
 
 
+def test_toeplitz_form_is_used_only_where_its_matrix_is_small():
+  from transjax.models.conv import toeplitz_fits  # pylint: disable=import-outside-toplevel
+  assert toeplitz_fits(jnp.ones((1, 28, 28, 1)), jnp.ones((5, 5, 1, 6)), ((2, 2), (2, 2)))
+  assert toeplitz_fits(jnp.ones((1, 14, 14, 6)), jnp.ones((5, 5, 6, 16)), "VALID")
+  # ResNet-50's first 3x3 stage on 56x56x64: not considered (16+ channels).
+  assert not toeplitz_fits(jnp.ones((1, 56, 56, 64)), jnp.ones((3, 3, 64, 64)), "VALID")
+  # A 3x3 conv on 32-pixel-wide RGB images: 11x the FLOPs.
+  assert not toeplitz_fits(jnp.ones((1, 32, 32, 3)), jnp.ones((3, 3, 3, 16)), ((1, 1), (1, 1)))
+
+
 def test_one_input_channel_uses_no_convolution_on_cpu():
   x, w = jnp.ones((2, 9, 8, 1)), jnp.ones((5, 5, 1, 3))
   text = str(jax.make_jaxpr(lambda a, k: conv_general_dilated(
@@ -129,8 +144,8 @@ def test_one_input_channel_uses_no_convolution_on_cpu():
 
 def test_lenet_through_nnx_takes_the_cpu_paths():
   """nnx.Conv's own call (it passes out_sharding=None) reaches the CPU formulations: on
-  CPU LeNet's forward has one convolution (conv2; conv1 is shifted multiply-adds) and its
-  gradient no 6-output-channel transposed convolution (conv2's input term is im2col)."""
+  CPU LeNet's forward has one convolution (conv2; conv1 is the Toeplitz matmul) and its
+  gradient no other (both convs' tangents are Toeplitz matmuls)."""
   from transjax import functional  # pylint: disable=import-outside-toplevel
   from transjax.models import build_model  # pylint: disable=import-outside-toplevel
   graphdef, params, state = functional.split(build_model("lenet", 10, in_channels=1,
@@ -142,6 +157,6 @@ def test_lenet_through_nnx_takes_the_cpu_paths():
       params).compile().as_text()
   if jax.default_backend() == "cpu":
     assert forward.count("conv_general_dilated[") == 1
-    assert "f32[2,14,14,6]{3,2,1,0} convolution(" not in gradient
+    assert gradient.count(" convolution(") == 1, gradient
   else:
     assert forward.count("conv_general_dilated[") == 2

@@ -3,8 +3,9 @@
 The CPU cases that XLA:CPU runs slowly get another formulation; values and derivatives
 are those of `lax.conv_general_dilated` in all of them.
 
-**One input channel** (LeNet's conv1 on grey images): kh*kw shifted multiply-adds
-(`shifted_conv`), and under vmap with per-point kernels on one shared input (a landscape
+**One input channel** (LeNet's conv1 on grey images), which XLA:CPU runs at a tenth of
+its usual rate: the Toeplitz matmul below where it fits, else kh*kw shifted multiply-adds
+(`shifted_conv`); under vmap with per-point kernels on one shared input (a landscape
 grid's first layer) one im2col matmul for all points (`shared_input_im2col_conv`).
 
 **Depthwise convolutions** (`feature_group_count` = input channels, one filter per
@@ -30,13 +31,17 @@ in `jax.custom_batching.custom_vmap`, and a `jax.custom_jvp` around it gives the
 convolution's (linear, transposable) tangent, so gradients, forward-over-reverse HVPs and
 per-example gradients are unchanged.
 
-**Gradients.** JAX takes a gradient by transposing the tangent, so the tangent's form
-decides how fast the gradient runs. On CPU, where the transposed convolution is slow (a
-one-channel conv's kernel gradient; the input gradient of a conv with few input channels,
-whose transpose has few output channels), that term of the tangent is written in a form
-whose transpose XLA:CPU runs well: an im2col matmul (`im2col_conv`, transposed into a
-matmul and pads) for the input term, and for a one-channel kernel term `lax`'s own
-convolution on small batches, im2col on large ones.
+**Convolutions on narrow images** (LeNet's, both): a block-Toeplitz matmul over kernel
+rows (`toeplitz_conv`). It computes a few times the direct FLOPs, but as one matmul whose
+derivatives are matmuls too, which XLA:CPU runs at its matmul rate; the transposed
+convolutions that `lax.conv_general_dilated` differentiates into run at a fraction of it
+(a one-channel conv's kernel gradient, the input gradient of a conv with few input
+channels). It is the primal of a one-channel conv (so the conv is materialised once;
+XLA fuses the shifted form into every consumer, and under differentiation it recomputed
+conv1 inside the pool's derivative) and both tangent terms (the gradients and
+forward-over-reverse HVPs transpose them). Where its matrix would be large (wide images,
+many channels: ResNet's convs) the earlier forms stay: shifted multiply-adds for one
+channel, and for tangents an im2col matmul (`im2col_conv`) or lax's own convolution.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
@@ -125,8 +131,13 @@ def _depthwise_padding(lhs, rhs, window_strides, padding, kwargs):
 # tenth of its usual rate (~2 against ~21 GFLOP/s for the same 5x5x1x6 conv on 256 MNIST
 # images, 2-core Xeon); written as kh*kw shifted multiply-adds it is one fused loop.
 SHIFTED_MAX_WINDOW = 49
-# Below this many input channels a stride-1 conv's input gradient is taken through im2col.
+# Below this many input channels a stride-1 conv's input gradient is taken through im2col
+# (or the Toeplitz form), and the Toeplitz form is considered at all.
 IM2COL_MAX_CHANNELS = 16
+# The Toeplitz form computes (padded width / kernel width) times the direct FLOPs and
+# holds a (kh*Wp*C, ow*O) matrix; above these it is not used.
+TOEPLITZ_MAX_WIDTH_RATIO = 8
+TOEPLITZ_MAX_ELEMENTS = 1 << 20
 # Above this many input positions (batch x height x width) a one-channel conv's kernel
 # gradient is taken through im2col, below it through lax's transposed convolution.
 IM2COL_KERNEL_MIN_POSITIONS = 100_000
@@ -208,6 +219,46 @@ def im2col_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
   return out.reshape(n, oh, ow, o).astype(jnp.result_type(lhs, rhs))
 
 
+def _padded_width(lhs, padding) -> int:
+  if isinstance(padding, str):  # "VALID" (the only string _plain_stride1 admits)
+    return lhs.shape[2]
+  return lhs.shape[2] + int(padding[1][0]) + int(padding[1][1])
+
+
+def toeplitz_fits(lhs, rhs, padding) -> bool:
+  """Whether `toeplitz_conv` is used for this plain stride-1 convolution on CPU."""
+  kh, kw, c, o = rhs.shape
+  wp = _padded_width(lhs, padding)
+  ow = wp - kw + 1
+  return (c < IM2COL_MAX_CHANNELS and ow >= 1 and wp <= TOEPLITZ_MAX_WIDTH_RATIO * kw
+          and kh * wp * c * ow * o <= TOEPLITZ_MAX_ELEMENTS)
+
+
+def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
+  """The stride-1 NHWC x HWIO convolution as one matmul over kernel rows.
+
+  Output row h of image n is sum_i x[n, h + i] (a padded input row, flattened over width
+  and channels) times T_i, with T_i[(w', c), (w, o)] = k[i, w' - w, c, o] for
+  0 <= w' - w < kw: a block-Toeplitz matrix. With the kh row-shifted copies of the input
+  side by side the convolution is (N*oh, kh*Wp*C) @ (kh*Wp*C, ow*O): Wp / kw times the
+  direct FLOPs, in one matmul, from kh contiguous row copies (im2col needs kh*kw copies
+  of every pixel). JAX differentiates it into matmuls, kh pads and a small constant
+  contraction. LeNet on 256 MNIST images (2-core Xeon): conv1's kernel gradient 5.5
+  against 27 ms for lax's, conv2's gradient 7 against 15 ms.
+  """
+  kh, kw, c, o = rhs.shape
+  pads = ((0, 0), (0, 0)) if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+  x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
+  n, hp, wp, _ = x.shape
+  oh, ow = hp - kh + 1, wp - kw + 1
+  # shift[w', w, j] = 1 where w' = w + j: puts kernel column j on T's j-th diagonal.
+  shift = (np.arange(wp)[:, None, None] - np.arange(ow)[None, :, None]
+           == np.arange(kw)[None, None, :]).astype(rhs.dtype)
+  toeplitz = jnp.einsum("pwj,ijco->ipcwo", shift, rhs).reshape(kh * wp * c, ow * o)
+  rows = jnp.stack([x[:, i:i + oh] for i in range(kh)], axis=2).reshape(n * oh, kh * wp * c)
+  return (rows @ toeplitz).reshape(n, oh, ow, o).astype(jnp.result_type(lhs, rhs))
+
+
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
                          **kwargs) -> jax.Array:
   """`lax.conv_general_dilated` (same arguments), with the CPU formulations described above."""
@@ -228,8 +279,9 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
                            padding=padding, **kwargs)
   plain = _plain_stride1(lhs, rhs, window_strides, padding, kwargs)
   one_channel = plain and lhs.shape[3] == 1
+  toeplitz = plain and toeplitz_fits(lhs, rhs, padding)
   if one_channel:
-    conv = functools.partial(shifted_conv, padding=padding)
+    conv = functools.partial(toeplitz_conv if toeplitz else shifted_conv, padding=padding)
 
   @jax.custom_jvp
   @jax.custom_batching.custom_vmap
@@ -249,24 +301,29 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
     return jax.vmap(conv, in_axes=axes)(lhs, rhs), True
 
   # The tangent's two terms, in the form whose JAX-derived transpose (the gradient) runs
-  # fastest on XLA:CPU; each is the same linear map as `conv` in that argument. Measured
-  # in LeNet's gradient, batch 64, 2-core Xeon, XLA's profiler:
+  # fastest on XLA:CPU; each is the same linear map as `conv` in that argument.
+  # - Where it fits, both are the Toeplitz matmul: LeNet's training step (batch 64) 6.6
+  #   against 11.9 ms of XLA op time, a forward-over-reverse HVP on 256 MNIST images
+  #   36-45 against 77-88 ms (2-core Xeon, XLA's profiler).
+  # Otherwise (measured with LeNet at batch 64 before the Toeplitz form):
   # - Kernel term of a one-channel conv: the transposed shifted form is kh*kw separate
-  #   reductions (7.1 ms). At batch 64 lax's own transpose, one convolution, is fastest
-  #   (training step 8.6-9.3 ms against 10.5-10.8 with im2col); from batch 256 (MNIST:
-  #   200k output positions) it grows to 8 ms and im2col's patches^T @ cotangent wins
-  #   (the whole gradient 40-43 against 67-80 ms). The switch is at 100k positions.
-  # - Input term of a conv with few input channels (LeNet conv2, 6): lax's transpose is
-  #   a convolution with 6 output channels (2.8 ms against 0.7 ms for the forward);
-  #   im2col's is a matmul and kh*kw pads (1.4 ms).
+  #   reductions (7.1 ms). At batch 64 lax's own transpose, one convolution, is fastest;
+  #   from 100k input positions im2col's patches^T @ cotangent wins.
+  # - Input term of a conv with few input channels: lax's transpose is a convolution with
+  #   few output channels (2.8 ms against 0.7 ms for the forward); im2col's is a matmul
+  #   and kh*kw pads (1.4 ms).
   kernel_term = conv
-  if one_channel:
-    kernel_term = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
-                                    padding=padding, **kwargs)
-    if lhs.shape[0] * lhs.shape[1] * lhs.shape[2] > IM2COL_KERNEL_MIN_POSITIONS:
-      kernel_term = functools.partial(im2col_conv, padding=padding)
-  input_term = (functools.partial(im2col_conv, padding=padding)
-                if plain and 1 < lhs.shape[3] < IM2COL_MAX_CHANNELS else conv)
+  input_term = conv
+  if toeplitz:
+    kernel_term = input_term = functools.partial(toeplitz_conv, padding=padding)
+  else:
+    if one_channel:
+      kernel_term = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
+                                      padding=padding, **kwargs)
+      if lhs.shape[0] * lhs.shape[1] * lhs.shape[2] > IM2COL_KERNEL_MIN_POSITIONS:
+        kernel_term = functools.partial(im2col_conv, padding=padding)
+    if plain and 1 < lhs.shape[3] < IM2COL_MAX_CHANNELS:
+      input_term = functools.partial(im2col_conv, padding=padding)
 
   @functools.partial(primal.defjvp, symbolic_zeros=True)
   def _jvp(primals, tangents):
