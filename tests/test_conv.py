@@ -14,9 +14,9 @@ from transjax.models.conv import conv_general_dilated
 
 DN = ("NHWC", "HWIO", "NHWC")
 
-# name -> (input shape, kernel shape, conv arguments). The depthwise ones and the one with
-# one input channel take CPU shifted multiply-add paths; "grouped" (2 groups of 2 channels)
-# is not depthwise.
+# name -> (input shape, kernel shape, conv arguments). The depthwise ones take the CPU
+# shifted multiply-adds, the stride-1 ones with few input channels the Toeplitz matmul
+# (blocks of 1, 2, 7 columns here); "grouped" (2 groups of 2 channels) is not depthwise.
 SETUPS = {
     "general": ((3, 9, 8, 2), (3, 2, 2, 4), dict(window_strides=(2, 1),
                                                  padding=((1, 2), (0, 1)))),
@@ -27,22 +27,23 @@ SETUPS = {
     "depthwise_3x2_stride2_same": ((2, 8, 7, 4), (3, 2, 1, 4), dict(window_strides=(2, 1),
                                                                     padding="SAME")),
     "grouped": ((2, 6, 6, 4), (3, 3, 2, 4), dict(window_strides=(1, 1), padding="SAME")),
-    # LeNet's conv1 on grey images: on CPU the one-input-channel shifted multiply-adds.
+    # LeNet's conv1 on grey images.
     "one_input_channel": ((3, 9, 8, 1), (3, 2, 1, 4), dict(window_strides=(1, 1),
                                                            padding=((2, 1), (0, 1)))),
-    # Too wide for the Toeplitz form (TOEPLITZ_MAX_WIDTH_RATIO): shifted multiply-adds, and
-    # over IM2COL_KERNEL_MIN_POSITIONS input positions the kernel tangent is im2col.
+    # Many Toeplitz blocks (85 of 2 columns).
     "one_input_channel_large_batch": ((2, 300, 170, 1), (3, 2, 1, 4), dict(
         window_strides=(1, 1), padding=((1, 1), (0, 1)))),
-    # Few input channels on narrow images (LeNet's conv2): on CPU both tangents are the
-    # Toeplitz matmul.
+    # Few input channels (LeNet's conv2).
     "narrow_input": ((2, 7, 6, 3), (3, 2, 3, 4), dict(window_strides=(1, 1),
                                                       padding=((1, 0), (2, 1)))),
     "narrow_input_valid": ((2, 7, 6, 5), (3, 3, 5, 2), dict(window_strides=(1, 1),
                                                             padding="VALID")),
-    # Few input channels, too wide for the Toeplitz form: the input tangent is im2col.
-    "narrow_input_wide": ((2, 5, 30, 3), (3, 3, 3, 4), dict(window_strides=(1, 1),
-                                                            padding="VALID")),
+    "wide_input": ((2, 5, 30, 3), (3, 3, 3, 4), dict(window_strides=(1, 1), padding="VALID")),
+    # A prime output width (7): blocks of one column.
+    "prime_width": ((2, 6, 9, 2), (3, 3, 2, 3), dict(window_strides=(1, 1), padding="VALID")),
+    # 16 input channels: lax's own convolution.
+    "many_channels": ((2, 6, 6, 16), (3, 3, 16, 2), dict(window_strides=(1, 1),
+                                                         padding=((1, 1), (1, 1)))),
 }
 
 
@@ -122,14 +123,15 @@ def test_batched_input_and_kernel_is_a_loop_not_a_grouped_conv_on_cpu():
     assert "while" in text or "scan" in text
 
 
-def test_toeplitz_form_is_used_only_where_its_matrix_is_small():
-  from transjax.models.conv import toeplitz_fits  # pylint: disable=import-outside-toplevel
+def test_toeplitz_form_takes_few_input_channels_in_blocks_of_at_most_1p5_kernel_widths():
+  from transjax.models.conv import toeplitz_block, toeplitz_fits  # pylint: disable=import-outside-toplevel
   assert toeplitz_fits(jnp.ones((1, 28, 28, 1)), jnp.ones((5, 5, 1, 6)), ((2, 2), (2, 2)))
   assert toeplitz_fits(jnp.ones((1, 14, 14, 6)), jnp.ones((5, 5, 6, 16)), "VALID")
-  # ResNet-50's first 3x3 stage on 56x56x64: not considered (16+ channels).
+  assert toeplitz_fits(jnp.ones((1, 224, 224, 3)), jnp.ones((3, 3, 3, 64)), ((1, 1), (1, 1)))
+  # ResNet-50's 3x3 convs (64+ channels) keep lax's convolution.
   assert not toeplitz_fits(jnp.ones((1, 56, 56, 64)), jnp.ones((3, 3, 64, 64)), "VALID")
-  # A 3x3 conv on 32-pixel-wide RGB images: 11x the FLOPs.
-  assert not toeplitz_fits(jnp.ones((1, 32, 32, 3)), jnp.ones((3, 3, 3, 16)), ((1, 1), (1, 1)))
+  assert [toeplitz_block(28, 5), toeplitz_block(10, 5), toeplitz_block(7, 3),
+          toeplitz_block(224, 3)] == [7, 5, 1, 4]
 
 
 def test_one_input_channel_uses_no_convolution_on_cpu():
@@ -144,8 +146,7 @@ def test_one_input_channel_uses_no_convolution_on_cpu():
 
 def test_lenet_through_nnx_takes_the_cpu_paths():
   """nnx.Conv's own call (it passes out_sharding=None) reaches the CPU formulations: on
-  CPU LeNet's forward has one convolution (conv2; conv1 is the Toeplitz matmul) and its
-  gradient no other (both convs' tangents are Toeplitz matmuls)."""
+  CPU LeNet's forward and gradient have no convolution (both are Toeplitz matmuls)."""
   from transjax import functional  # pylint: disable=import-outside-toplevel
   from transjax.models import build_model  # pylint: disable=import-outside-toplevel
   graphdef, params, state = functional.split(build_model("lenet", 10, in_channels=1,
@@ -156,7 +157,7 @@ def test_lenet_through_nnx_takes_the_cpu_paths():
   gradient = jax.jit(jax.grad(lambda p: loss(p, state, batch, False)[0])).lower(
       params).compile().as_text()
   if jax.default_backend() == "cpu":
-    assert forward.count("conv_general_dilated[") == 1
-    assert gradient.count(" convolution(") == 1, gradient
+    assert "conv_general_dilated[" not in forward
+    assert " convolution(" not in gradient
   else:
     assert forward.count("conv_general_dilated[") == 2

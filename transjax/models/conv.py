@@ -3,10 +3,17 @@
 The CPU cases that XLA:CPU runs slowly get another formulation; values and derivatives
 are those of `lax.conv_general_dilated` in all of them.
 
-**One input channel** (LeNet's conv1 on grey images), which XLA:CPU runs at a tenth of
-its usual rate: the Toeplitz matmul below where it fits, else kh*kw shifted multiply-adds
-(`shifted_conv`); under vmap with per-point kernels on one shared input (a landscape
-grid's first layer) one im2col matmul for all points (`shared_input_im2col_conv`).
+**Stride-1 convolutions with few input channels** (LeNet's two): a block-Toeplitz matmul
+over kernel rows (`toeplitz_conv`) for the value and both tangent terms. It computes up
+to 2.5x the direct FLOPs, but as one matmul whose derivatives are matmuls too, which
+XLA:CPU runs at its matmul rate; `lax.conv_general_dilated` runs a one-channel conv at a
+tenth of its usual rate and differentiates into transposed convolutions that run at a
+fraction of it (a one-channel conv's kernel gradient, the input gradient of a conv with
+few input channels). As a matmul the convolution is also materialised once, where XLA
+fused earlier shifted forms into every consumer (under differentiation, conv1 was
+recomputed inside the pool's derivative). Under vmap with per-point kernels on one
+shared one-channel input (a landscape grid's first layer) it is one im2col matmul for all
+points (`shared_input_im2col_conv`).
 
 **Depthwise convolutions** (`feature_group_count` = input channels, one filter per
 channel, as in MobileNet / EfficientNet blocks). XLA:CPU runs them as grouped
@@ -30,18 +37,6 @@ The value and derivatives stay those of `lax.conv_general_dilated`: the primal i
 in `jax.custom_batching.custom_vmap`, and a `jax.custom_jvp` around it gives the plain
 convolution's (linear, transposable) tangent, so gradients, forward-over-reverse HVPs and
 per-example gradients are unchanged.
-
-**Convolutions on narrow images** (LeNet's, both): a block-Toeplitz matmul over kernel
-rows (`toeplitz_conv`). It computes a few times the direct FLOPs, but as one matmul whose
-derivatives are matmuls too, which XLA:CPU runs at its matmul rate; the transposed
-convolutions that `lax.conv_general_dilated` differentiates into run at a fraction of it
-(a one-channel conv's kernel gradient, the input gradient of a conv with few input
-channels). It is the primal of a one-channel conv (so the conv is materialised once;
-XLA fuses the shifted form into every consumer, and under differentiation it recomputed
-conv1 inside the pool's derivative) and both tangent terms (the gradients and
-forward-over-reverse HVPs transpose them). Where its matrix would be large (wide images,
-many channels: ResNet's convs) the earlier forms stay: shifted multiply-adds for one
-channel, and for tangents an im2col matmul (`im2col_conv`) or lax's own convolution.
 """
 
 from __future__ import annotations
@@ -127,20 +122,12 @@ def _depthwise_padding(lhs, rhs, window_strides, padding, kwargs):
   return padding
 
 
-# XLA:CPU runs a convolution with one input channel (LeNet's conv1 on grey images) at a
-# tenth of its usual rate (~2 against ~21 GFLOP/s for the same 5x5x1x6 conv on 256 MNIST
-# images, 2-core Xeon); written as kh*kw shifted multiply-adds it is one fused loop.
-SHIFTED_MAX_WINDOW = 49
-# Below this many input channels a stride-1 conv's input gradient is taken through im2col
-# (or the Toeplitz form), and the Toeplitz form is considered at all.
-IM2COL_MAX_CHANNELS = 16
-# The Toeplitz form computes (padded width / kernel width) times the direct FLOPs and
-# holds a (kh*Wp*C, ow*O) matrix; above these it is not used.
-TOEPLITZ_MAX_WIDTH_RATIO = 8
+# The stride-1 convolutions the Toeplitz form takes: at most this many taps and fewer than
+# this many input channels (LeNet's two; ResNet's have 64 and more), with its matrix
+# (kh*(B+kw-1)*C, B*O) at most TOEPLITZ_MAX_ELEMENTS.
+TOEPLITZ_MAX_WINDOW = 49
+TOEPLITZ_MAX_CHANNELS = 16
 TOEPLITZ_MAX_ELEMENTS = 1 << 20
-# Above this many input positions (batch x height x width) a one-channel conv's kernel
-# gradient is taken through im2col, below it through lax's transposed convolution.
-IM2COL_KERNEL_MIN_POSITIONS = 100_000
 
 
 def _nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
@@ -151,11 +138,10 @@ def _nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
 
 def _plain_stride1(lhs, rhs, window_strides, padding, kwargs) -> bool:
   """A stride-1, undilated, ungrouped NHWC/HWIO convolution with an explicit or VALID
-  padding and at most SHIFTED_MAX_WINDOW taps, on CPU: the case the formulations below
-  (shifted multiply-adds, im2col) handle."""
+  padding and at most TOEPLITZ_MAX_WINDOW taps, on CPU."""
   if jax.default_backend() != "cpu" or lhs.ndim != 4 or rhs.ndim != 4:
     return False
-  if rhs.shape[0] * rhs.shape[1] > SHIFTED_MAX_WINDOW or tuple(window_strides) != (1, 1):
+  if rhs.shape[0] * rhs.shape[1] > TOEPLITZ_MAX_WINDOW or tuple(window_strides) != (1, 1):
     return False
   if isinstance(padding, str) and padding != "VALID":
     return False
@@ -172,22 +158,71 @@ def _plain_stride1(lhs, rhs, window_strides, padding, kwargs) -> bool:
           and _nhwc_hwio(lhs, rhs, kwargs.get("dimension_numbers")))
 
 
-def shifted_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
-  """The NHWC x HWIO convolution with one input channel as sum_ij x[., h+i, w+j] * k[i, j]."""
-  kh, kw = rhs.shape[0], rhs.shape[1]
-  pads = ((0, 0), (0, 0)) if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+def _pads(padding) -> tuple[tuple[int, int], tuple[int, int]]:
+  if isinstance(padding, str):  # "VALID", the only string _plain_stride1 admits
+    return ((0, 0), (0, 0))
+  return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _output_width(lhs, rhs, padding) -> int:
+  (_, _), (left, right) = _pads(padding)
+  return lhs.shape[2] + left + right - rhs.shape[1] + 1
+
+
+def toeplitz_block(out_width: int, kw: int) -> int:
+  """The output columns per Toeplitz block: the largest divisor of the output width that
+  is at most 1.5 kw, so a block computes at most 2.5x the direct FLOPs (LeNet: conv1 7 of
+  28, conv2 5 of 10). Measured on 256 MNIST images against the whole width as one block:
+  conv1's gradient 2.9 against 6.0 ms, conv2's forward 1.5 against 1.8 ms."""
+  limit = max(1, int(1.5 * kw))
+  return max(d for d in range(1, min(limit, out_width) + 1) if out_width % d == 0)
+
+
+def toeplitz_fits(lhs, rhs, padding) -> bool:
+  """Whether `toeplitz_conv` takes this plain stride-1 convolution (on CPU)."""
+  kh, kw, c, o = rhs.shape
+  ow = _output_width(lhs, rhs, padding)
+  if c >= TOEPLITZ_MAX_CHANNELS or ow < 1:
+    return False
+  b = toeplitz_block(ow, kw)
+  return kh * (b + kw - 1) * c * b * o <= TOEPLITZ_MAX_ELEMENTS
+
+
+def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
+  """The stride-1 NHWC x HWIO convolution as one matmul over kernel rows.
+
+  The output is cut into blocks of B columns (`toeplitz_block`). Row h of block b is
+  sum_i x[n, h + i, bB : bB + B + kw - 1] (flattened over width and channels) times
+  T_i[(w', c), (w, o)] = k[i, w' - w, c, o] for 0 <= w' - w < kw: a block-Toeplitz
+  matrix, the same for every block. With the kh row-shifted copies of each block's
+  input side by side, the convolution is one matmul (N*oh*nb, kh*(B+kw-1)*C) @
+  (kh*(B+kw-1)*C, B*O), whose product is already NHWC. It costs (B + kw - 1) / kw times
+  the direct FLOPs, and JAX differentiates it into matmuls, pads and a small constant
+  contraction, which XLA:CPU runs at its matmul rate. LeNet, 2-core Xeon, XLA's
+  profiler: the training step (batch 64) 5.6-7.1 against 11.9 ms of op time with lax's
+  convolutions and their transposes; one forward-over-reverse HVP on 256 MNIST images
+  35-45 against 77-88 ms of wall time.
+  """
+  kh, kw, c, o = rhs.shape
+  pads = _pads(padding)
   x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
-  oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-  out = None
-  for i in range(kh):
-    for j in range(kw):
-      term = x[:, i:i + oh, j:j + ow, :] * rhs[i, j, 0]
-      out = term if out is None else out + term
-  return out.astype(jnp.result_type(lhs, rhs))
+  n, hp, wp, _ = x.shape
+  oh, ow = hp - kh + 1, wp - kw + 1
+  block = toeplitz_block(ow, kw)
+  width = block + kw - 1
+  # shift[w', w, j] = 1 where w' = w + j: puts kernel column j on T's j-th diagonal.
+  shift = (np.arange(width)[:, None, None] - np.arange(block)[None, :, None]
+           == np.arange(kw)[None, None, :]).astype(rhs.dtype)
+  toeplitz = jnp.einsum("pwj,ijco->ipcwo", shift, rhs).reshape(kh * width * c, block * o)
+  rows = jnp.stack([jnp.stack([x[:, i:i + oh, b * block:b * block + width]
+                               for i in range(kh)], axis=2)
+                    for b in range(ow // block)], axis=2)  # (n, oh, nb, kh, width, c)
+  out = rows.reshape(-1, kh * width * c) @ toeplitz
+  return out.reshape(n, oh, ow, o).astype(jnp.result_type(lhs, rhs))
 
 
 def _patches(lhs: jax.Array, kh: int, kw: int, padding) -> jax.Array:
-  pads = ((0, 0), (0, 0)) if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+  pads = _pads(padding)
   x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
   oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   return jnp.stack([x[:, i:i + oh, j:j + ow, :] for i in range(kh) for j in range(kw)], axis=3)
@@ -202,61 +237,6 @@ def shared_input_im2col_conv(lhs: jax.Array, rhs_p: jax.Array, padding) -> jax.A
   kernels = jnp.moveaxis(rhs_p.reshape(p, kh * kw * c, o), 0, 1).reshape(kh * kw * c, p * o)
   out = patches.reshape(n * oh * ow, kh * kw * c) @ kernels
   return jnp.moveaxis(out.reshape(n, oh, ow, p, o), 3, 0).astype(jnp.result_type(lhs, rhs_p))
-
-
-def im2col_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
-  """The stride-1 NHWC x HWIO convolution as one matmul of the input's patches
-  (N*oh*ow, kh*kw*C) with the kernel (kh*kw*C, O).
-
-  Used for tangents, for its transpose: JAX transposes the matmul into matmuls and the
-  patch extraction into pads, which XLA:CPU runs several times faster than the
-  transposed convolutions `lax.conv_general_dilated` differentiates into when the
-  gradient has few channels (see `_jvp` in `conv_general_dilated`)."""
-  kh, kw, c, o = rhs.shape
-  patches = _patches(lhs, kh, kw, padding)            # (N, oh, ow, kh*kw, C)
-  n, oh, ow = patches.shape[:3]
-  out = patches.reshape(n * oh * ow, kh * kw * c) @ rhs.reshape(kh * kw * c, o)
-  return out.reshape(n, oh, ow, o).astype(jnp.result_type(lhs, rhs))
-
-
-def _padded_width(lhs, padding) -> int:
-  if isinstance(padding, str):  # "VALID" (the only string _plain_stride1 admits)
-    return lhs.shape[2]
-  return lhs.shape[2] + int(padding[1][0]) + int(padding[1][1])
-
-
-def toeplitz_fits(lhs, rhs, padding) -> bool:
-  """Whether `toeplitz_conv` is used for this plain stride-1 convolution on CPU."""
-  kh, kw, c, o = rhs.shape
-  wp = _padded_width(lhs, padding)
-  ow = wp - kw + 1
-  return (c < IM2COL_MAX_CHANNELS and ow >= 1 and wp <= TOEPLITZ_MAX_WIDTH_RATIO * kw
-          and kh * wp * c * ow * o <= TOEPLITZ_MAX_ELEMENTS)
-
-
-def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
-  """The stride-1 NHWC x HWIO convolution as one matmul over kernel rows.
-
-  Output row h of image n is sum_i x[n, h + i] (a padded input row, flattened over width
-  and channels) times T_i, with T_i[(w', c), (w, o)] = k[i, w' - w, c, o] for
-  0 <= w' - w < kw: a block-Toeplitz matrix. With the kh row-shifted copies of the input
-  side by side the convolution is (N*oh, kh*Wp*C) @ (kh*Wp*C, ow*O): Wp / kw times the
-  direct FLOPs, in one matmul, from kh contiguous row copies (im2col needs kh*kw copies
-  of every pixel). JAX differentiates it into matmuls, kh pads and a small constant
-  contraction. LeNet on 256 MNIST images (2-core Xeon): conv1's kernel gradient 5.5
-  against 27 ms for lax's, conv2's gradient 7 against 15 ms.
-  """
-  kh, kw, c, o = rhs.shape
-  pads = ((0, 0), (0, 0)) if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-  x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
-  n, hp, wp, _ = x.shape
-  oh, ow = hp - kh + 1, wp - kw + 1
-  # shift[w', w, j] = 1 where w' = w + j: puts kernel column j on T's j-th diagonal.
-  shift = (np.arange(wp)[:, None, None] - np.arange(ow)[None, :, None]
-           == np.arange(kw)[None, None, :]).astype(rhs.dtype)
-  toeplitz = jnp.einsum("pwj,ijco->ipcwo", shift, rhs).reshape(kh * wp * c, ow * o)
-  rows = jnp.stack([x[:, i:i + oh] for i in range(kh)], axis=2).reshape(n * oh, kh * wp * c)
-  return (rows @ toeplitz).reshape(n, oh, ow, o).astype(jnp.result_type(lhs, rhs))
 
 
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
@@ -275,13 +255,13 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
     depthwise_padding = _depthwise_padding(lhs, rhs, window_strides, padding, kwargs)
     if depthwise_padding is not None:
       return depthwise_conv_shifted(lhs, rhs, tuple(window_strides), depthwise_padding)
-  conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
-                           padding=padding, **kwargs)
-  plain = _plain_stride1(lhs, rhs, window_strides, padding, kwargs)
-  one_channel = plain and lhs.shape[3] == 1
-  toeplitz = plain and toeplitz_fits(lhs, rhs, padding)
-  if one_channel:
-    conv = functools.partial(toeplitz_conv if toeplitz else shifted_conv, padding=padding)
+  toeplitz = (_plain_stride1(lhs, rhs, window_strides, padding, kwargs)
+              and toeplitz_fits(lhs, rhs, padding))
+  if toeplitz:
+    conv = functools.partial(toeplitz_conv, padding=padding)
+  else:
+    conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
+                             padding=padding, **kwargs)
 
   @jax.custom_jvp
   @jax.custom_batching.custom_vmap
@@ -294,46 +274,23 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
     lhs_batched, rhs_batched = in_batched
     if lhs_batched and rhs_batched and jax.default_backend() == "cpu":
       return lax.map(lambda pair: conv(*pair), (lhs, rhs)), True
-    if one_channel and rhs_batched and not lhs_batched:
+    if toeplitz and lhs.shape[3] == 1 and rhs_batched and not lhs_batched:
       # A grid's first layer: one input, a kernel per point -> one im2col matmul.
       return shared_input_im2col_conv(lhs, rhs, padding), True
     axes = (0 if lhs_batched else None, 0 if rhs_batched else None)
     return jax.vmap(conv, in_axes=axes)(lhs, rhs), True
 
-  # The tangent's two terms, in the form whose JAX-derived transpose (the gradient) runs
-  # fastest on XLA:CPU; each is the same linear map as `conv` in that argument.
-  # - Where it fits, both are the Toeplitz matmul: LeNet's training step (batch 64) 6.6
-  #   against 11.9 ms of XLA op time, a forward-over-reverse HVP on 256 MNIST images
-  #   36-45 against 77-88 ms (2-core Xeon, XLA's profiler).
-  # Otherwise (measured with LeNet at batch 64 before the Toeplitz form):
-  # - Kernel term of a one-channel conv: the transposed shifted form is kh*kw separate
-  #   reductions (7.1 ms). At batch 64 lax's own transpose, one convolution, is fastest;
-  #   from 100k input positions im2col's patches^T @ cotangent wins.
-  # - Input term of a conv with few input channels: lax's transpose is a convolution with
-  #   few output channels (2.8 ms against 0.7 ms for the forward); im2col's is a matmul
-  #   and kh*kw pads (1.4 ms).
-  kernel_term = conv
-  input_term = conv
-  if toeplitz:
-    kernel_term = input_term = functools.partial(toeplitz_conv, padding=padding)
-  else:
-    if one_channel:
-      kernel_term = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
-                                      padding=padding, **kwargs)
-      if lhs.shape[0] * lhs.shape[1] * lhs.shape[2] > IM2COL_KERNEL_MIN_POSITIONS:
-        kernel_term = functools.partial(im2col_conv, padding=padding)
-    if plain and 1 < lhs.shape[3] < IM2COL_MAX_CHANNELS:
-      input_term = functools.partial(im2col_conv, padding=padding)
-
+  # The tangent's two terms are `conv` itself, written out so that JAX transposes them
+  # (the gradient) the way it transposes the form used: the Toeplitz form into matmuls.
   @functools.partial(primal.defjvp, symbolic_zeros=True)
   def _jvp(primals, tangents):
     lhs, rhs = primals
     lhs_dot, rhs_dot = tangents
     # Symbolic zeros (no tangent: the input images under a parameter gradient) skip their
     # term instead of convolving zeros.
-    terms = [input_term(lhs_dot, rhs)] if not isinstance(lhs_dot, SymbolicZero) else []
+    terms = [conv(lhs_dot, rhs)] if not isinstance(lhs_dot, SymbolicZero) else []
     if not isinstance(rhs_dot, SymbolicZero):
-      terms.append(kernel_term(lhs, rhs_dot))
+      terms.append(conv(lhs, rhs_dot))
     return primal(lhs, rhs), sum(terms[1:], terms[0])
 
   return primal(lhs, rhs)
