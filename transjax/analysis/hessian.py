@@ -27,6 +27,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
@@ -327,12 +328,19 @@ def _lanczos_fast(op, v0, max_steps, key, stop):
   return alphas[:steps], betas[:steps], basis[:steps], steps
 
 
-def _tridiag(alphas, betas):
-  n = len(alphas)
-  t = np.diag(alphas)
-  if n > 1:
-    t += np.diag(betas[:n - 1], 1) + np.diag(betas[:n - 1], -1)
-  return t
+def _tridiag_eigh(alphas, betas):
+  """(theta, s): the eigenvalues (ascending) and eigenvectors (columns) of the Lanczos
+  tridiagonal T with diagonal alphas and off-diagonal betas[:-1].
+
+  LAPACK's tridiagonal solver, not a dense `np.linalg.eigh` of T: the dense one goes
+  through OpenBLAS's level-3 routines, whose threads then spin-wait for more work and
+  take the cores from the next HVP. Called after every Lanczos step, that made each
+  LeNet HVP 65 instead of 41 ms (top-20 Lanczos 7.1 against 4.2 s, 2-core Xeon).
+  """
+  alphas = np.asarray(alphas, np.float64)
+  if len(alphas) == 1:
+    return alphas.copy(), np.ones((1, 1))
+  return scipy.linalg.eigh_tridiagonal(alphas, np.asarray(betas[:len(alphas) - 1], np.float64))
 
 
 def _select(theta, k, which):
@@ -369,7 +377,7 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
   def stop(steps, alphas, betas, beta):
     if steps < k and steps < op.dim:
       return False
-    theta, s = np.linalg.eigh(_tridiag(alphas, betas))
+    theta, s = _tridiag_eigh(alphas, betas)
     idx = _select(theta, k, which)
     res = np.abs(beta * s[-1, idx])
     floor = 1e-12 * max(np.max(np.abs(theta)), 1e-30)
@@ -386,7 +394,7 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
   key, sub = jax.random.split(key)
   alphas, betas, basis, steps = _lanczos_fast(op, _random_unit(sub, op.dim, op.dtype),
                                               max_steps, key, stop)
-  theta, s = np.linalg.eigh(_tridiag(alphas, betas))
+  theta, s = _tridiag_eigh(alphas, betas)
   idx = _select(theta, k, which)
   res = np.abs(betas[-1] * s[-1, idx])
   floor = 1e-12 * max(np.max(np.abs(theta)), 1e-30)
@@ -509,7 +517,7 @@ def slq_density(op, num_probes: int = 10, num_steps: int = 90, *, grid_size: int
     key, sub, sub2 = jax.random.split(key, 3)
     alphas, betas, _, steps = _lanczos_fast(op, jax.random.normal(sub, (op.dim,), op.dtype),
                                             min(num_steps, op.dim), sub2, None)
-    theta, s = np.linalg.eigh(_tridiag(alphas, betas))
+    theta, s = _tridiag_eigh(alphas, betas)
     tau = s[0, :] ** 2
     pad = num_steps - steps
     nodes.append(np.pad(theta, (0, pad), constant_values=np.nan))
