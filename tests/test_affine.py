@@ -83,3 +83,27 @@ def test_lenet_grid_takes_conv1_once_for_all_points():
   res = landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4)
   ref = landscape.sequential_landscape(loss_fn, p, s, batch, dirs, [axis, axis])
   np.testing.assert_allclose(res.losses, ref, rtol=1e-5)
+
+
+def test_grouped_cpu_chunk_computes_the_shared_conv1_once():
+  """On CPU a chunk is a loop over groups of points; conv1's 1 + 2 kernels (shared by all
+  points) are computed before the loop (XLA hoists them), not once per group."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the grouped chunk loop is the CPU path")
+  g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=28))
+  loss_fn = functional.make_loss_fn(g)
+  rng = np.random.default_rng(2)
+  batch = {"image": jnp.asarray(rng.normal(size=(4, 28, 28, 1)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 4))}
+  dirs = landscape.random_directions(jax.random.key(0), p, 2)
+  chunk = landscape._batched_point_fn(  # pylint: disable=protected-access
+      loss_fn, landscape.moving_leaves(dirs), "vmap")
+  coeffs = jnp.asarray(rng.normal(size=(2 * landscape.CPU_VMAP_WIDTH, 2)) * 0.1, jnp.float32)
+  hlo = chunk.lower(p, s, batch, dirs, coeffs).compile().as_text()
+  entry = hlo[hlo.index("\nENTRY"):]
+  entry = entry[:entry.index("\n}")]
+  assert " while(" in entry  # the loop over groups
+  assert "f32[3136,18]" in entry  # 4*28*28 positions x 3*6 outputs, outside the loop
+  one = jax.jit(landscape._point_fn(loss_fn))  # pylint: disable=protected-access
+  want = np.array([one(p, s, batch, dirs, c) for c in coeffs])
+  np.testing.assert_allclose(chunk(p, s, batch, dirs, coeffs), want, rtol=1e-5)
