@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from transjax import progress
 from transjax import results as results_lib
 from transjax.paper import common
 
@@ -59,9 +60,7 @@ def sub_check_lines(claims: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _fmt_time(seconds: float | None) -> str:
-  if seconds is None:
-    return "—"
-  return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+  return "—" if seconds is None else progress.format_seconds(seconds)
 
 
 def machine_independent(text: str, workdir: str, data_dir: str = "") -> str:
