@@ -63,7 +63,9 @@ def normalize_name(name: str) -> str:
   return name.replace(".", "/").strip("/")
 
 
-def _matches(path: str, prefix: str) -> bool:
+def under(path: str, prefix: str) -> bool:
+  """Whether the '/'-joined `path` is `prefix` or inside it ("fc/kernel" is under "fc",
+  "fc1/kernel" is not)."""
   return path == prefix or path.startswith(prefix + "/")
 
 
@@ -80,10 +82,10 @@ def mask_for(params: Any, layers: Iterable[str] | None) -> Any:
   prefixes = [normalize_name(n) for n in layers]
   paths = [p for p, _ in named_leaves(params)]
   for name, prefix in zip(layers, prefixes):
-    if not any(_matches(p, prefix) for p in paths):
+    if not any(under(p, prefix) for p in paths):
       raise UnknownLayerError(
           f"No parameter matches layer {name!r}. Valid layers: {', '.join(layer_names(params))}")
-  flat = [any(_matches(p, pre) for pre in prefixes) for p in paths]
+  flat = [any(under(p, pre) for pre in prefixes) for p in paths]
   return jax.tree.unflatten(jax.tree.structure(params), flat)
 
 

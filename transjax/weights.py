@@ -47,7 +47,7 @@ def transfer_weights(source: Any, target: Any, *, skip_prefix: str | None, what:
   src = dict(params_lib.named_leaves(source))
   out, problems = [], []
   for path, leaf in params_lib.named_leaves(target):
-    if skip_prefix and (path == skip_prefix or path.startswith(skip_prefix + "/")):
+    if skip_prefix and params_lib.under(path, skip_prefix):
       out.append(leaf)
     elif path not in src:
       problems.append(f"{path}: missing from the loaded weights")

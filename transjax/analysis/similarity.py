@@ -63,7 +63,7 @@ def batchnorm_distance(model: nnx.Module, images: Any, *, skip_prefix: str = "")
   measured = target_statistics(model, images)
   per_layer = {}
   for name, (mu_s, var_s) in stored.items():
-    if skip_prefix and (name == skip_prefix or name.startswith(skip_prefix + "/")):
+    if skip_prefix and params_lib.under(name, skip_prefix):
       continue
     mu_t, var_t = measured[name]
     sd_s, sd_t = np.sqrt(np.maximum(var_s, 0.0)), np.sqrt(np.maximum(var_t, 0.0))
