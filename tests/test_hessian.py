@@ -205,4 +205,19 @@ def test_reused_primal_hvp_equals_forward_over_reverse_and_layer_top_k_matches_e
       exact = np.linalg.eigvalsh(plain.dense())[::-1][:5]
       res = hessian.layer_top_k(loss_fn, p, s, batch, layer, 5, tol=1e-9)
       np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-7)
-    assert hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal is False  # whole model
+    # "auto": the whole model too while its residuals fit the budget.
+    assert hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal is True
+    many = [batch] * 9
+    assert hessian.HessianOperator(loss_fn, p, s, many).reuse_primal is False
+
+
+def test_auto_reuse_primal_stays_within_the_residual_budget(monkeypatch):
+  """"auto" keeps the gradient's reverse pass only while its residuals fit the budget."""
+  g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=16))
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(8, 16, 16, 1)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 8))}
+  loss_fn = functional.make_loss_fn(g)
+  assert hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal
+  monkeypatch.setattr(hessian, "residual_budget_bytes", lambda: 1000)
+  assert not hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal

@@ -9,8 +9,10 @@ a deterministic function of the parameters.
     tr = hutchinson_trace(op, num_probes=100)
 
 A Hessian-vector product is forward-over-reverse, `jax.jvp(jax.grad(f), (x,), (v,))[1]`,
-with `f = subset.restricted_loss(...)` (transjax.analysis.subset): restricting to a mask closes over the unmasked
-leaves, so the vector (and the Hessian) lives only on the masked parameters.
+or, where `HessianOperator` keeps the gradient's reverse pass (`reuse_primal`), the
+vector-Jacobian product of the gradient with v; `f = subset.restricted_loss(...)`
+(transjax.analysis.subset): restricting to a mask closes over the unmasked leaves, so the
+vector (and the Hessian) lives only on the masked parameters.
 The solvers (`lanczos_top_k`, `power_iteration_top_k`, `hutchinson_trace`, `slq_density`)
 take any operator with `dim`, `dtype`, `matvec` and `matmat` (see `DenseOperator`), so
 they are tested against dense matrices and used unchanged on ResNet-50.
@@ -72,6 +74,18 @@ def hvp(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], v:
   return make_hvp(loss_fn)(sub, params, state, batch, v)
 
 
+def residual_budget_bytes() -> int:
+  """Memory `HessianOperator(reuse_primal="auto")` may keep for its residuals: a quarter
+  of the device's memory where it reports it, else 2 GiB (CPU)."""
+  try:
+    stats = jax.devices()[0].memory_stats()
+    if stats and "bytes_limit" in stats:
+      return int(stats["bytes_limit"]) // 4
+  except Exception:  # pylint: disable=broad-except  # backends without memory stats
+    pass
+  return 2 << 30
+
+
 class HessianOperator:
   """The Hessian of the mean loss over a sample set, as a linear operator on flat vectors.
 
@@ -85,11 +99,14 @@ class HessianOperator:
 
     reuse_primal: keep the gradient's reverse pass (its residuals) from one evaluation and
       get each H v as the vector-Jacobian product of the gradient (H is symmetric), so
-      nothing that does not depend on the analysed parameters (the layers below a
-      restricted layer) is recomputed per product. "auto": when `mask` restricts the
-      analysis and there are at most 8 batches (their residuals are kept in memory).
-      Restricted to LeNet's fc1 or conv2 it measured 100x and 3x faster per product; on
-      the whole model forward-over-reverse is faster, so "auto" keeps that there.
+      neither the forward pass nor anything that does not depend on the analysed
+      parameters (the layers below a restricted layer) is recomputed per product, as
+      PyHessian keeps its graph. "auto": when there are at most 8 batches and their
+      residuals fit `residual_budget_bytes()` (LeNet on 256 images: 47 MiB; ResNet-50 on
+      32 images at 224 px: 8 GiB). Measured per product on 256 MNIST images, 2-core EPYC:
+      the whole LeNet 16.4-18.0 against 35-48 ms forward-over-reverse (the Toeplitz convs
+      made its reverse pass cheap to transpose; with lax's transposed convolutions it was
+      the slower one); restricted to fc1 or conv2, 100x and 3x faster.
 
   `hvp_count` counts full-sample-set products (a block of b vectors counts b).
   """
@@ -116,20 +133,30 @@ class HessianOperator:
 
     self._matvec = jax.jit(flat_hvp)
     self._matmat = jax.jit(jax.vmap(flat_hvp, in_axes=(None, None, None, None, 0)))
-    restricted = not all(bool(m) for m in jax.tree.leaves(self.mask))
+
+    @jax.jit
+    def residuals(sub, params, state, batch):
+      return jax.vjp(jax.grad(restricted_loss(loss_fn, params, state, batch)), sub)[1]
+
     if reuse_primal == "auto":
-      reuse_primal = restricted and len(self.batches) <= 8
+      reuse_primal = (len(self.batches) <= 8 and self.residual_bytes(residuals)
+                      <= residual_budget_bytes())
     self.reuse_primal = bool(reuse_primal)
     if self.reuse_primal:
-      @jax.jit
-      def residuals(sub, params, state, batch):
-        return jax.vjp(jax.grad(restricted_loss(loss_fn, params, state, batch)), sub)[1]
-
       vjps = [residuals(self.sub, params, state, b) for b in self.batches]
       apply = lambda vjp, v: ravel_pytree(vjp(unravel(v))[0])[0]
       self._matvec = jax.jit(lambda vjp, v: apply(vjp, v))
       self._matmat = jax.jit(jax.vmap(apply, in_axes=(None, 0)))
       self._vjps = vjps
+
+  def residual_bytes(self, residuals: Callable) -> int:
+    """Bytes of the kept reverse passes of all batches (shapes only, nothing computed)."""
+    total = 0
+    for b in self.batches:
+      shapes = jax.eval_shape(residuals, self.sub, self.params, self.state, b)
+      total += sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+                   for x in jax.tree.leaves(shapes))
+    return total
 
   def _accumulate(self, fn, x):
     total = None
