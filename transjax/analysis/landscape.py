@@ -47,7 +47,7 @@ CPU_MAX_CHUNK = 64
 # points share (the layers below the first moved one, and that layer's 1 + r
 # convolutions, see transjax.models.affine) does not depend on the loop and XLA computes
 # it once per chunk. 51x51 LeNet grid, 2-core EPYC, in one process: groups of 4-8 points
-# 258-306 points/s, 1 point 228-239, the whole chunk vmapped 156-203.
+# 258-306 points/s, single points 203-239, the whole chunk vmapped 156-203.
 CPU_VMAP_WIDTH = 8
 
 
