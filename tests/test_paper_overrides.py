@@ -189,3 +189,16 @@ def test_the_command_line_override_and_its_errors(tmp_path: pathlib.Path):
   assert len(lines) == 1 and "unknown training-config key 'batch_sizes'" in lines[0], proc.stderr
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("config.json"))
+
+
+def test_a_pair_run_reads_its_data_once(tmp_path, monkeypatch):
+  """The gradient-variation callback and the training run share one `load_data`."""
+  loads, trained = [], {}
+  monkeypatch.setattr(pairs.run_data, "load_data", lambda c: loads.append(c) or "the data")
+  monkeypatch.setattr(pairs, "variation_callback", lambda c, s, data: ("callback", data))
+  monkeypatch.setattr(pairs.train_lib, "train",
+                      lambda c, d, callbacks, data: trained.update(callbacks=callbacks, data=data))
+  config = ml_collections.ConfigDict({"seed": 0})
+  pairs.ensure_target_run(config, str(tmp_path / "run"), "smoke")
+  assert len(loads) == 1
+  assert trained == {"callbacks": [("callback", "the data")], "data": "the data"}

@@ -44,7 +44,7 @@ from transjax import weights as weights_lib
 from transjax import workdir_lock
 from transjax.analysis import deviation as deviation_lib
 from transjax.data import Dataset, batching
-from transjax.data.run_data import load_data
+from transjax.data.run_data import RunData, load_data
 from transjax.optim import make_optimizer, trainable_mask
 
 class NonFiniteError(FloatingPointError):
@@ -184,11 +184,13 @@ Callback = Any  # has should_run(step) -> bool and __call__(step, params, state)
 
 @workdir_lock.locked()
 def train(config: ml_collections.ConfigDict, workdir: str,
-          callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+          callbacks: Sequence[Callback] = (), *, data: RunData | None = None) -> dict[str, Any]:
   """Trains per `config` into `workdir` (resuming what is there); returns results.json.
 
-  The workdir is locked for the call (`transjax.workdir_lock`): a second process on the
-  same folder is refused before anything in it changes.
+  `data`: `load_data(config)` when the caller already has it (a callback built from the
+  same data), so it is not read twice. The workdir is locked for the call
+  (`transjax.workdir_lock`): a second process on the same folder is refused before
+  anything in it changes.
   """
   config_lib.validate(config)
   workdir = results_lib.ensure_workdir(workdir)
@@ -196,7 +198,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   config_dict = results_lib.to_jsonable(config)
   config_lib.check_run_folder_config(workdir, config_dict, ckpt.checkpoint_steps(workdir))
 
-  data = load_data(config)
+  data = data if data is not None else load_data(config)
   num_steps = num_train_steps(config, len(data.train))
   mesh = make_mesh(config.num_devices)
   n_dev = mesh.devices.size

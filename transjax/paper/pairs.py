@@ -149,7 +149,9 @@ def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: s
     return run_dir
   os.makedirs(run_dir, exist_ok=True)
   results_lib.write_json(sidecar, dataclasses.asdict(settings))
-  train_lib.train(config, run_dir, callbacks=[variation_callback(config, settings)])
+  data = run_data.load_data(config)
+  train_lib.train(config, run_dir, callbacks=[variation_callback(config, settings, data)],
+                  data=data)
   return run_dir
 
 
@@ -187,11 +189,11 @@ def model_of(ecfg: ml_collections.ConfigDict) -> str:
   return common.model_description(pair_training_configs(ecfg)[0])
 
 
-def variation_callback(config: ml_collections.ConfigDict,
-                       settings: VariationSettings) -> gradients.GradientVariationCallback:
+def variation_callback(config: ml_collections.ConfigDict, settings: VariationSettings,
+                       data: run_data.RunData) -> gradients.GradientVariationCallback:
   """The analysis package's callback with this experiment's settings: both protocols from
-  one gradient, losses only (no gradient per point), on the fixed sample set."""
-  data = run_data.load_data(config)
+  one gradient, losses only (no gradient per point), on the fixed sample set of `data`
+  (the run's `load_data(config)`)."""
   graphdef, _, _ = functional.split(weights.build_from_config(config, data.num_classes))
   return gradients.GradientVariationCallback(
       settings.every, run_data.sample_batch(data.train, settings.num_samples, mean=data.mean,
