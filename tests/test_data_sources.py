@@ -168,6 +168,16 @@ def test_unknown_dataset_lists_known_names():
         assert name in str(e.value)
 
 
+def test_misspelled_tfds_name_is_refused_before_loading_and_custom_ones_pass():
+    from transjax.data import sources  # pylint: disable=import-outside-toplevel
+    with pytest.raises(data.UnknownDatasetError, match="did you mean 'fashion_mnist'"):
+        sources.check_name("tfds:fashion_mnst")
+    with pytest.raises(data.UnknownDatasetError, match="did you mean 'mnist'"):
+        sources.check_name("tfds:mnsit:3.0.1")
+    for name in ("tfds:mnist", "tfds:cars196:2.1.0", "tfds:my_prepared_dataset"):
+        sources.check_name(name)  # registered, or found (or not) at load
+
+
 def test_known_datasets_include_full_preset_names():
     for name in ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "caltech101",
                  "caltech_birds2011", "cars196", "food101", "places365_small",

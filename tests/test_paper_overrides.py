@@ -202,3 +202,9 @@ def test_a_pair_run_reads_its_data_once(tmp_path, monkeypatch):
   pairs.ensure_target_run(config, str(tmp_path / "run"), "smoke")
   assert len(loads) == 1
   assert trained == {"callbacks": [("callback", "the data")], "data": "the data"}
+
+
+def test_a_misspelled_tfds_stand_in_is_a_config_error():
+  experiment = ml_collections.ConfigDict({"data_stand_ins": "*=tfds:mnsit[:100]"})
+  with pytest.raises(config_lib.ConfigError, match="data_stand_ins.*did you mean 'mnist'"):
+    overrides.data_stand_ins(experiment)

@@ -86,10 +86,29 @@ def check_name(name: str) -> None:
     if base in KNOWN_DATASETS or (base.startswith("tfds:") and len(base) > 5):
         if "(" in name and base != "synthetic":
             raise UnknownDatasetError(f"Only 'synthetic' takes options, got {name!r}.")
+        if base.startswith("tfds:"):
+            _check_tfds_builder(base.removeprefix("tfds:"))
         return
     raise UnknownDatasetError(
         f"Unknown dataset {name!r}. Known: {', '.join(sorted(KNOWN_DATASETS))} "
         "(or 'tfds:<any TFDS name>', or 'folder:<path>' for an image folder).")
+
+
+def _check_tfds_builder(tfds_name: str) -> None:
+    """Refuses a TFDS name that is not one of TFDS's registered builders but is close to
+    one (a misspelling, caught before any work instead of at load). Other unregistered
+    names pass: a dataset prepared with a builder of one's own is found at load."""
+    import difflib  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    builder = re.split(r"[/:]", tfds_name, maxsplit=1)[0]
+    registered = tfds.list_builders(with_community_datasets=False)
+    if builder in registered:
+        return
+    close = difflib.get_close_matches(builder, registered, n=3, cutoff=0.8)
+    if close:
+        raise UnknownDatasetError(
+            f"Unknown TFDS dataset {builder!r} (in 'tfds:{tfds_name}'); did you mean "
+            f"{' or '.join(repr(c) for c in close)}?")
 
 
 _SPLIT_RE = re.compile(r"^(\w+)(?:\[(-?\d*%?):(-?\d*%?)\])?$")
