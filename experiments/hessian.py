@@ -42,7 +42,9 @@ def run(config, workdir: str) -> dict:
     if config.method == "lanczos":
       top = hessian.lanczos_top_k(op, config.top_k, tol=config.tol,
                                   max_steps=config.max_steps or None, seed=config.seed,
-                                  log_every=20)
+                                  log_every=20, memory_fix=(
+                                      "Set --config.max_steps (at least top_k), a smaller "
+                                      "--config.top_k, or --config.layers=<layer>."))
     elif config.method == "power":
       top = hessian.power_iteration_top_k(op, config.top_k, tol=config.tol, seed=config.seed)
     else:

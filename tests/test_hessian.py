@@ -177,6 +177,23 @@ def test_lanczos_and_slq_on_dense_operator():
   assert np.nanmax(dens.nodes) <= eig.max() + 1e-6
 
 
+def test_a_basis_that_does_not_fit_is_refused_before_any_hvp(monkeypatch):
+  """Lanczos and SLQ keep a (steps x dim) basis; one that would take more than half of
+  the memory is refused with the steps that fit, before the first product."""
+  with jax.enable_x64(True):
+    op = hessian.DenseOperator(np.eye(60))
+    monkeypatch.setattr(hessian.memory, "available_bytes", lambda: (10_000, "test memory"))
+    with pytest.raises(hessian.BasisTooLargeError,
+                       match=r"lanczos top-5: the Krylov basis of 60 steps x 60 parameters "
+                             r"\(float64\) needs 28.1 KiB, more than 50% of the 9.8 KiB of "
+                             r"test memory; at most 10 steps fit\. Set max_steps\.$"):
+      hessian.lanczos_top_k(op, 5, memory_fix="Set max_steps.")
+    with pytest.raises(hessian.BasisTooLargeError, match="slq_density.*Lower num_steps"):
+      hessian.slq_density(op, num_probes=2, num_steps=60)
+    assert op.hvp_count == 0
+    assert hessian.lanczos_top_k(op, 5, max_steps=10).iterations <= 10   # 10 x 60 x 8 B fits
+
+
 def test_empty_mask_and_unknown_layer_are_clear_errors():
   loss_fn, p, s, batch = _tiny_problem()
   with pytest.raises(ValueError, match="selects no parameter"):

@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from transjax import memory
+from transjax.analysis import hessian
 from transjax.paper import common
 
 MODULES = {  # experiment module -> its presets (transjax.paper.presets.<name>)
@@ -95,14 +97,29 @@ def test_steps_to_threshold():
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_full_configs_load_and_validate(name):
+def test_full_configs_load_and_validate(name, monkeypatch):
   c = _config(MODULES[name], "full")
   assert c.preset == "full"
+  # On an accelerator of 80 GiB (the paper's top-20 Lanczos basis over ResNet-50: 17.5 GiB).
+  monkeypatch.setattr(memory, "available_bytes", lambda: (80 << 30, "test device memory"))
   _module(name).validate(c)
   if "resolution" in c:
     assert (c.resolution, c.eta, c.num_samples) == (200, 0.001, 256)
   if "top_k" in c:
     assert c.top_k == 20
+
+
+def test_full_minima_on_a_small_machine_is_refused_with_the_steps_that_fit(monkeypatch):
+  """23.5M ResNet-50 parameters x 200 Krylov steps in float32 do not fit in half of 24 GiB:
+  refused before the pair is trained, with the field to set; 120 steps fit."""
+  c = _config(MODULES["minima"], "full")
+  monkeypatch.setattr(memory, "available_bytes", lambda: (24 << 30, "test host memory"))
+  with pytest.raises(hessian.BasisTooLargeError,
+                     match=r"200 steps x 23,510,081 parameters \(float32\) needs 17.5 GiB.*"
+                           r"at most 137 steps fit\. Set --config.lanczos_max_steps"):
+    _module("minima").validate(c)
+  c.lanczos_max_steps = 120
+  _module("minima").validate(c)
 
 
 def test_theory_full_config_validates():

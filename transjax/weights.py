@@ -39,6 +39,14 @@ def build_from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn
   return model
 
 
+def param_count(config: ml_collections.ConfigDict, num_classes: int) -> int:
+  """The number of trainable parameters `build_from_config` gives, from shapes alone (no
+  weights are initialised)."""
+  model = nnx.eval_shape(lambda: build_from_config(config, num_classes))
+  _, params, _ = functional.split(model)
+  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
+
+
 def transfer_weights(source: Any, target: Any, *, skip_prefix: str | None, what: str) -> Any:
   """Copies `source` leaves into `target` by path; every path must exist with its shape.
 

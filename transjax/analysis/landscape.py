@@ -28,7 +28,7 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
-from transjax import progress, sharding
+from transjax import memory, progress, sharding
 from transjax.analysis.subset import resolve_mask
 from transjax.models import affine
 
@@ -260,13 +260,8 @@ def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
 
 
 def _default_budget() -> int:
-  try:
-    stats = jax.devices()[0].memory_stats()
-    if stats and "bytes_limit" in stats:
-      return int(stats["bytes_limit"] * 0.5)
-  except Exception:  # pylint: disable=broad-except
-    pass
-  return DEFAULT_BUDGET_BYTES
+  limit = memory.device_bytes_limit()
+  return DEFAULT_BUDGET_BYTES if limit is None else int(limit * 0.5)
 
 
 def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],

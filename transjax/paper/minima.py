@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from transjax import plotting
+from transjax import plotting, weights
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import hessian, landscape
@@ -44,7 +44,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                  config.top_k, op.dim)
     top = hessian.lanczos_top_k(op, k=config.top_k, tol=1e-4, seed=0,
                                 max_steps=config.get("lanczos_max_steps", 0) or None,
-                                log_every=10)
+                                log_every=10, memory_fix=_LANCZOS_FIX)
     eig[init] = [float(x) for x in top.eigenvalues]
     res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
                                  resolution=config.resolution, eta=config.eta)
@@ -123,7 +123,21 @@ def claims(results: dict[str, Any]) -> list[common.Claim]:
   ]
 
 
+_LANCZOS_FIX = ("Set --config.lanczos_max_steps (at least top_k) or a smaller "
+                "--config.top_k, or run on a device with more memory.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
+  """The config's values, and that the Lanczos basis fits in memory, before any training.
+
+  The basis check counts the network's parameters from shapes with a one-class head (the
+  target's class count is known only once its data is read), so it errs on the side of
+  running; `hessian.lanczos_top_k` checks the exact size again before its first HVP.
+  """
   pairs.validate(config)
   if config.top_k < 1 or config.resolution < 3 or not config.eta > 0 or config.num_samples < 1:
     raise ValueError("paper_minima: top_k >= 1, resolution >= 3, eta > 0, num_samples >= 1.")
+  dim = weights.param_count(pairs.pair_training_configs(config)[0], num_classes=1)
+  steps = min(dim, config.get("lanczos_max_steps", 0) or 8 * config.top_k + 40)
+  hessian.check_basis_fits(steps, dim, np.float32, what=f"paper_minima top-{config.top_k}",
+                           fix=_LANCZOS_FIX)
