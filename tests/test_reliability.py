@@ -324,6 +324,25 @@ def test_smaller_holes_each_end_in_one_line(tmp_path):
   assert sorted(os.listdir(half)) == ["config.json"]
 
 
+def test_paper_experiment_values_are_refused_before_any_training(tmp_path):
+  """A paper binary and the reproduce job check every experiment's values (the
+  experiment's `validate`) before a source or pair is trained."""
+  out = {name: tmp_path / name for name in ("minima", "reproduce")}
+  commands = {
+      "minima": ["experiments.paper_minima", "--config=configs/paper_minima.py:smoke",
+                 "--config.top_k=0"],
+      "reproduce": ["experiments.reproduce", "--config=configs/reproduce.py:smoke",
+                    "--config.experiment_overrides=minima.resolution=2,minma.top_k=3"],
+  }
+  procs = _run_all({name: args + [f"--workdir={out[name]}"] for name, args in commands.items()})
+  _assert_one_line_user_error(procs["minima"], "paper_minima: top_k >= 1")
+  _assert_one_line_user_error(procs["reproduce"], "2 experiment config(s) refused",
+                              "['minma']", "minima (smoke preset): paper_minima:",
+                              "--config.experiment_overrides=<experiment>.<field>=<value>")
+  for name, d in out.items():
+    assert not d.exists(), f"{name} left {sorted(os.listdir(d))}"
+
+
 def test_layer_selection_and_config_differences():
   assert cli.layer_selection("") is None
   assert cli.layer_selection("conv1, fc") == ["conv1", "fc"]

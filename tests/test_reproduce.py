@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from transjax import memory
 from transjax.paper.presets import reproduce as reproduce_config
 from transjax.paper import common, report, reproduce
 
@@ -113,3 +114,22 @@ def test_report_paths_are_machine_independent(tmp_path):
   weights = "init imagenet:efficientnet_lite0 (/opt/venv/lib/python3.11/site-packages/pkg/w.pth)"
   assert report.machine_independent(weights, str(tmp_path)) == (
       "init imagenet:efficientnet_lite0 (<site-packages>/pkg/w.pth)")
+
+
+def test_experiment_overrides_reach_one_experiment_and_are_checked_first(monkeypatch):
+  """`experiment_overrides` sets fields of single experiments' configs; every config is
+  validated before the job trains anything (here: the full minima's Lanczos basis)."""
+  monkeypatch.setattr(memory, "available_bytes", lambda: (24 << 30, "test host memory"))
+  c = reproduce_config.get_config("full")
+  with pytest.raises(ValueError, match=r"minima \(full preset\): paper_minima top-20: .*"
+                                       r"at most 137 steps fit"):
+    reproduce.check_configs(c, "/tmp/never_used_reproduce_dir/sources")
+  c.experiment_overrides = "minima.lanczos_max_steps=120,init_landscapes.resolution=21"
+  built = reproduce.check_configs(c, "/tmp/never_used_reproduce_dir/sources")
+  assert built["minima"][1].lanczos_max_steps == 120
+  assert built["init_landscapes"][1].resolution == 21
+  assert built["gradient_stats"][1].get("resolution", None) != 21   # only the one named
+  c.experiment_overrides = "minima.top_k=abc"
+  with pytest.raises(ValueError, match="minima.top_k='abc'"):
+    reproduce.check_configs(c, "/tmp/never_used_reproduce_dir/sources")
+  assert not os.path.exists("/tmp/never_used_reproduce_dir")

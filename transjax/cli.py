@@ -189,6 +189,19 @@ def parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
+def _validated(module):
+  """`module.run` after `module.validate` (where the experiment has one: every value and
+  what can be checked without data, before anything is trained), holding the workdir."""
+  locked_run = workdir_lock.locked()(module.run)
+
+  def run(config, workdir):
+    if hasattr(module, "validate"):
+      module.validate(config)
+    return locked_run(config, workdir)
+
+  return run
+
+
 def run_paper_app(module, config_file: str) -> None:
   """The `main` of a paper-experiment binary: --config/--workdir -> `module.run` -> a short table.
 
@@ -205,7 +218,7 @@ def run_paper_app(module, config_file: str) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     setup_logging()
-    results = run_or_exit(workdir_lock.locked()(module.run), config.value, workdir.value)
+    results = run_or_exit(_validated(module), config.value, workdir.value)
     if results.get("summary"):
       print(results["summary"])
     for claim in results["claims"]:

@@ -318,3 +318,54 @@ def scaled_schedule(checkpoint_steps, keep_period: int,
     logging.warning("notice: config.train_overrides num_steps=%d: pretraining checkpoints "
                     "at %s (keep_period %d) instead of %s.", n, scaled, keep, steps)
   return scaled, keep
+
+
+# ------------------------------------------------------------ the reproduce job's own field
+
+
+def experiment_overrides(job: Any) -> dict[str, dict[str, Any]]:
+  """The reproduce job's `experiment_overrides`, parsed: {experiment: {field path: text}}.
+
+  Comma-separated `experiment.field=value` (or a dict), e.g.
+  `minima.lanczos_max_steps=120,init_landscapes.resolution=21`; a nested field as
+  `experiment.section.field`. Values are Python literals or plain words.
+
+  Raises:
+    ConfigError: an item that is not `experiment.field=value`.
+  """
+  out: dict[str, dict[str, Any]] = {}
+  for key, text in _pairs(job.get("experiment_overrides", "") if job is not None else "",
+                          "experiment_overrides").items():
+    experiment, dot, path = key.partition(".")
+    if not dot or not experiment or not path:
+      raise config_lib.ConfigError(
+          f"config.experiment_overrides: {key!r} is not experiment.field (e.g. "
+          "minima.lanczos_max_steps=120).")
+    out.setdefault(experiment, {})[path] = text
+  return out
+
+
+def set_fields(config: ml_collections.ConfigDict, name: str, fields: Mapping[str, Any]) -> None:
+  """Sets `fields` ({field path: text}, from `experiment_overrides`) on experiment `name`'s
+  config, in place.
+
+  Raises:
+    ConfigError: a field the config does not have, or a value of the wrong type (named).
+  """
+  for path, text in fields.items():
+    *sections, leaf = path.split(".")
+    node = config
+    try:
+      for s in sections:
+        node = node[s]
+      if leaf not in node:
+        raise KeyError(leaf)
+    except (KeyError, TypeError):
+      raise config_lib.ConfigError(
+          f"config.experiment_overrides: {name}'s config has no field {path!r}; its fields: "
+          f"{', '.join(sorted(config.keys()))}.") from None
+    try:
+      node[leaf] = _literal(text)
+    except (TypeError, ValueError) as e:
+      raise config_lib.ConfigError(
+          f"config.experiment_overrides: {name}.{path}={text!r}: {e}") from None

@@ -66,6 +66,9 @@ def check_steps(config: ml_collections.ConfigDict) -> None:
                        f"config.keep_period ({config.keep_period}), so it would not be kept.")
 
 
+validate = check_steps
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   check_steps(config)

@@ -74,17 +74,45 @@ def experiment_config(name: str, preset: str, shared_dir: str,
   return module, config
 
 
-def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
+def check_configs(config: ml_collections.ConfigDict,
+                  shared_dir: str) -> dict[str, tuple[ModuleType, ml_collections.ConfigDict]]:
+  """Every experiment's config at its preset, with the job's overrides, validated by the
+  experiment's `validate` (where it has one) before anything is trained.
+
+  Raises:
+    ValueError: one message naming every refused experiment and why.
+  """
+  built, problems = {}, []
+  fields = overrides.experiment_overrides(config)
+  stray = sorted(set(fields) - set(config.experiments))
+  if stray:
+    problems.append(f"config.experiment_overrides names {stray}, which are not in "
+                    f"config.experiments {list(config.experiments)}")
+  for name in config.experiments:
+    preset = config.presets.get(name, config.preset)
+    try:
+      module, cfg = experiment_config(name, preset, shared_dir, config.data_dir)
+      overrides.copy_fields(config, cfg)   # the job's train_overrides / data_stand_ins
+      overrides.set_fields(cfg, name, fields.get(name, {}))
+      if hasattr(module, "validate"):
+        module.validate(cfg)
+    except (ValueError, KeyError, AttributeError, OSError) as e:
+      problems.append(f"{name} ({preset} preset): {e}")
+      continue
+    built[name] = (module, cfg)
+  if problems:
+    raise ValueError(
+        f"reproduce: {len(problems)} experiment config(s) refused before any work: "
+        + " | ".join(problems) + " | In this job an experiment's field is set with "
+        "--config.experiment_overrides=<experiment>.<field>=<value>; an experiment is left "
+        "out with --config.experiments=<names>.")
+  return built
+
+
+def _run_one(name: str, module: ModuleType, cfg: ml_collections.ConfigDict,
              workdir: str) -> Status:
-  preset = config.presets.get(name, config.preset)
-  st = Status(name, EXPERIMENTS[name][0].__name__)
+  st = Status(name, module.__name__)
   exp_dir = os.path.join(workdir, name)
-  try:
-    module, cfg = experiment_config(name, preset, shared_dir, config.data_dir)
-    overrides.copy_fields(config, cfg)   # the job's train_overrides / data_stand_ins
-  except Exception as e:  # pylint: disable=broad-except
-    st.status, st.error = "failed", f"config: {type(e).__name__}: {e}"
-    return st
   done_path = os.path.join(exp_dir, "done.json")
   if results_lib.finished_with(exp_dir, cfg, record="done.json", key="config"):
     done = results_lib.read_json(done_path)
@@ -104,7 +132,7 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
   st.status, st.wall_time_s = "done", time.time() - start
   st.commit = results_lib.git_commit()
   results_lib.write_json(done_path, {
-      "wall_time_s": st.wall_time_s, "commit": st.commit, "preset": preset,
+      "wall_time_s": st.wall_time_s, "commit": st.commit, "preset": cfg.get("preset", ""),
       "config": results_lib.to_jsonable(cfg),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
   if os.path.exists(os.path.join(exp_dir, "failed.json")):
@@ -112,12 +140,12 @@ def _run_one(name: str, config: ml_collections.ConfigDict, shared_dir: str,
   return st
 
 
-def _run_one_locked(name: str, config: ml_collections.ConfigDict, shared_dir: str,
+def _run_one_locked(name: str, module: ModuleType, cfg: ml_collections.ConfigDict,
                     workdir: str) -> Status:
   """`_run_one` holding `<workdir>/<name>`; a folder another process holds is a failure."""
   try:
     with workdir_lock.hold(os.path.join(workdir, name)):
-      return _run_one(name, config, shared_dir, workdir)
+      return _run_one(name, module, cfg, workdir)
   except workdir_lock.WorkdirLockedError as e:
     logging.error("%s: %s", name, e)
     return Status(name, EXPERIMENTS[name][0].__name__, status="failed", error=str(e))
@@ -135,17 +163,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   unknown = [n for n in config.experiments if n not in EXPERIMENTS]
   if unknown:
     raise ValueError(f"Unknown experiments {unknown}; choose from {list(EXPERIMENTS)}.")
+  built = check_configs(config, os.path.join(workdir, "sources"))
   workdir = results_lib.ensure_workdir(workdir)
   previous_fast_compile = jax.config.read("jax_disable_most_optimizations")
   if config.get("fast_compile", False):
     jax.config.update("jax_disable_most_optimizations", True)
   try:
-    return _run_all(config, workdir, t0)
+    return _run_all(config, built, workdir, t0)
   finally:  # a library call leaves the process's JAX settings as it found them
     jax.config.update("jax_disable_most_optimizations", previous_fast_compile)
 
 
-def _run_all(config: ml_collections.ConfigDict, workdir: str, t0: float) -> dict[str, Any]:
+def _run_all(config: ml_collections.ConfigDict,
+             built: dict[str, tuple[ModuleType, ml_collections.ConfigDict]], workdir: str,
+             t0: float) -> dict[str, Any]:
   if config.compilation_cache:
     # Many short runs compile the same LeNet steps; the persistent cache shares them.
     common.use_compilation_cache(os.path.join(workdir, ".jax_cache"))
@@ -168,7 +199,7 @@ def _run_all(config: ml_collections.ConfigDict, workdir: str, t0: float) -> dict
   n = len(config.experiments)
   for i, name in enumerate(config.experiments, 1):
     logging.info("[%d/%d] %s: starting (%.0f s elapsed)", i, n, name, time.time() - t0)
-    st = _run_one_locked(name, config, shared_dir, workdir)
+    st = _run_one_locked(name, *built[name], workdir)
     statuses.append(st)
     logging.info("[%d/%d] %s: %s%s%s", i, n, name, st.status,
                  f" in {st.wall_time_s:.1f} s" if st.wall_time_s is not None else "",

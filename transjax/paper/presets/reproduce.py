@@ -50,6 +50,9 @@ def _make(preset):
   c.compilation_cache = True          # persistent XLA cache under <workdir>/.jax_cache
   # Smoke runs are compile-bound on CPU: jax_disable_most_optimizations roughly halves it.
   c.fast_compile = preset == "smoke"
+  # Fields of single experiments' configs: "minima.lanczos_max_steps=120,init_landscapes.
+  # resolution=21" (transjax/paper/overrides.py, experiment_overrides).
+  c.experiment_overrides = ""
   # train_overrides / data_stand_ins: passed to every experiment (transjax/paper/overrides.py)
   return overrides.add_fields(c)
 
