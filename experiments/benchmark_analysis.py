@@ -42,7 +42,7 @@ _FLAGS = {}
 
 def _define_flags():
   _FLAGS.update(
-      output=flags.DEFINE_string("output", "benchmark_analysis.json", "Where to write JSON."),
+      output=flags.DEFINE_string("output", "runs/benchmark_analysis.json", "Where to write JSON."),
       resolution=flags.DEFINE_integer("resolution", 51, "Landscape grid side."),
       num_samples=flags.DEFINE_integer("num_samples", 256, "Fixed sample set size."),
       top_k=flags.DEFINE_integer("top_k", 20, "Number of Hessian eigenvalues."),

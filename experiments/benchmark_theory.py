@@ -10,7 +10,7 @@ Usage:
   python -m experiments.benchmark_theory --max_log2_m=15 --output=/tmp/bench_theory.json
 """
 
-import json
+import os
 import resource
 import tempfile
 import time
@@ -22,7 +22,7 @@ import numpy as np
 
 from theory import presets as theory_config
 from theory import sweep, twolayer
-from transjax import cli
+from transjax import cli, results
 
 _MIN_LOG2_M = flags.DEFINE_integer("min_log2_m", 10, "Smallest width, as log2 m.")
 _MAX_LOG2_M = flags.DEFINE_integer("max_log2_m", 16, "Largest width, as log2 m (<= 17 fits "
@@ -33,7 +33,7 @@ _STEPS = flags.DEFINE_integer("steps", 50, "GD steps timed per width (after a wa
 _NUMPY_STEPS = flags.DEFINE_integer("numpy_steps", 5, "Numpy baseline steps timed per width.")
 _QUICK = flags.DEFINE_bool("time_quick_preset", True, "Also time the quick preset end to end "
                            "(into a fresh temporary workdir).")
-_OUTPUT = flags.DEFINE_string("output", "/tmp/benchmark_theory.json", "Where to write the JSON.")
+_OUTPUT = flags.DEFINE_string("output", "runs/benchmark_theory.json", "Where to write the JSON.")
 
 
 def _peak_rss_bytes() -> int:
@@ -92,8 +92,8 @@ def main(argv):
       sweep.run(theory_config.get_config("quick"), workdir)
       result["quick_preset_wall_s"] = time.perf_counter() - start
     print(f"quick preset wall time: {result['quick_preset_wall_s']:.1f} s")
-  with open(_OUTPUT.value, "w") as handle:
-    json.dump(result, handle, indent=1)
+  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
+  results.write_json(_OUTPUT.value, {**result, **results.run_metadata()})
   print(f"wrote {_OUTPUT.value}")
 
 

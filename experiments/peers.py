@@ -113,7 +113,8 @@ def lenet_from_transjax(params, input_size: int = 28, in_channels: int = 1):
 def torch_batch(batch: Mapping[str, Any]):
   """(images NCHW float32, labels int64) torch tensors from a transjax batch (NHWC)."""
   torch = _torch()
-  images = np.ascontiguousarray(np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))
+  # A copy: a JAX array's NumPy view is read-only, which torch.from_numpy warns about.
+  images = np.array(np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2), order="C")
   return torch.from_numpy(images), torch.from_numpy(np.array(batch["label"], np.int64))
 
 
@@ -155,7 +156,7 @@ def landscape_point_loop(model, x, y, directions: Sequence[Any], axes: Sequence[
   torch = _torch()
   names = [n for n, _ in model.named_parameters()]
   theta = {n: p.detach().clone() for n, p in model.named_parameters()}
-  dirs = [{n: torch.from_numpy(v) for n, v in lenet_state_dict(d, size).items()}
+  dirs = [{n: torch.from_numpy(np.array(v)) for n, v in lenet_state_dict(d, size).items()}
           for d in directions]
   params = dict(model.named_parameters())
   grid = np.meshgrid(*axes, indexing="ij")
