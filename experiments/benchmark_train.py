@@ -8,7 +8,8 @@ uses), its FLOPs per step from XLA's cost analysis, and the achieved FLOP/s as a
 fraction of a large float32 matmul's FLOP/s measured in the same run (the practical
 ceiling of this machine). For LeNet the same step in PyTorch (SGD with momentum and
 coupled weight decay, batch 64, the same random batch) is timed in the same run when the
-`.[bench]` extra is installed (`--peers`), and the ratio recorded; without it the peer is
+`.[bench]` extra is installed (`--peers`), the two steps taking turns in `--rounds` rounds,
+and the ratio of the best rounds recorded; without it the peer is
 recorded as not measured. Prints a table and writes JSON.
 
 EfficientNet-Lite0 runs at 96x96, the CPU preset's input size: its total stride of 32
@@ -34,7 +35,10 @@ from transjax.models import build_model
 
 _OUTPUT = flags.DEFINE_string("output", "runs/benchmark_train.json", "Where to write the JSON.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per model (after 3 warm-up steps).")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per model and round (after 3 warm-up "
+                              "steps).")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Timing rounds; in each, transjax's and PyTorch's "
+                               "LeNet steps take turns. The best round of each is reported.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul baseline.")
 _MODELS = flags.DEFINE_list("models", ["lenet:28:1", "resnet_tiny:32:3",
                                       "efficientnet_lite0:96:3"],
@@ -44,13 +48,20 @@ _PEERS = flags.DEFINE_bool("peers", True, "Time PyTorch's LeNet step too (needs 
 
 def _time(fn, repeats: int) -> float:
   """Best-of-3 mean seconds per call of `fn` (which must block)."""
-  best = float("inf")
-  for _ in range(3):
-    t = time.perf_counter()
-    for _ in range(repeats):
-      fn()
-    best = min(best, (time.perf_counter() - t) / repeats)
-  return best
+  return min(_rounds({"fn": fn}, repeats, 3)["fn"])
+
+
+def _rounds(fns: dict, repeats: int, rounds: int) -> dict[str, list[float]]:
+  """Mean seconds per call of each of `fns` (which must block) in `rounds` rounds, the
+  functions taking turns within each round, so all see the same machine."""
+  out = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      for _ in range(repeats):
+        fn()
+      out[name].append((time.perf_counter() - t) / repeats)
+  return out
 
 
 def matmul_flops_per_s(n: int) -> float:
@@ -60,7 +71,9 @@ def matmul_flops_per_s(n: int) -> float:
   return 2 * n**3 / _time(lambda: mm(a).block_until_ready(), 5)
 
 
-def step_throughput(name: str, size: int, channels: int, batch_size: int, steps: int) -> dict:
+def compiled_step(name: str, size: int, channels: int, batch_size: int):
+  """(one, flops): a blocking call of transjax's compiled training step on one random
+  batch (warmed up), and its FLOPs per step from XLA's cost analysis."""
   model = build_model(name, 10, in_channels=channels, input_size=size)
   graphdef, params, state = functional.split(model)
   config: ml_collections.ConfigDict = training_defaults()
@@ -85,22 +98,47 @@ def step_throughput(name: str, size: int, channels: int, batch_size: int, steps:
     holder["ts"], metrics = compiled(holder["ts"], batch)
     jax.block_until_ready(metrics)
 
-  seconds = _time(one, steps)
-  return {"model": name, "input": f"{size}x{size}x{channels}", "batch_size": batch_size,
-          "step_ms": 1e3 * seconds, "images_per_s": batch_size / seconds,
-          "flops_per_step": flops, "flops_per_s": flops / seconds}
+  return one, flops
 
 
-def torch_peer(size: int, channels: int, batch_size: int, steps: int) -> dict:
-  """PyTorch's LeNet training step with the same optimiser settings, or 'not measured'."""
+def torch_peer_step(size: int, channels: int, batch_size: int, steps: int):
+  """(PyTorch's LeNet step or None, what the JSON records of the peer)."""
   if not _PEERS.value:
-    return {"measured": False, "reason": "--nopeers"}
+    return None, {"measured": False, "reason": "--nopeers"}
   from experiments import peers  # pylint: disable=import-outside-toplevel
   if not peers.available():
-    return peers.not_measured("PyTorch")
+    return None, peers.not_measured("PyTorch")
   o = training_defaults().optim
-  return {"measured": True, **peers.torch_train_images_per_s(
-      size, channels, batch_size, steps, o.lr, o.momentum, o.weight_decay)}
+  step, threads = peers.torch_train_step(size, channels, batch_size, o.lr, o.momentum,
+                                         o.weight_decay, trial_steps=steps)
+  import torch  # pylint: disable=import-outside-toplevel
+  return step, {"measured": True, "threads": threads, "torch": torch.__version__}
+
+
+def step_throughput(name: str, size: int, channels: int, batch_size: int, steps: int) -> dict:
+  """transjax's step, and for LeNet PyTorch's, timed in `--rounds` interleaved rounds of
+  `steps` steps; the best round of each."""
+  one, flops = compiled_step(name, size, channels, batch_size)
+  fns = {"transjax": one}
+  torch_step, torch_row = (torch_peer_step(size, channels, batch_size, steps)
+                           if name == "lenet" else (None, None))
+  if torch_step is not None:
+    fns["torch"] = torch_step
+  times = _rounds(fns, steps, _ROUNDS.value)
+  seconds = min(times["transjax"])
+  row = {"model": name, "input": f"{size}x{size}x{channels}", "batch_size": batch_size,
+         "step_ms": 1e3 * seconds, "images_per_s": batch_size / seconds,
+         "flops_per_step": flops, "flops_per_s": flops / seconds,
+         "rounds_ms": [1e3 * t for t in times["transjax"]]}
+  if torch_row is not None:
+    if torch_step is not None:
+      best = min(times["torch"])
+      torch_row.update(step_ms=1e3 * best, images_per_s=batch_size / best,
+                       rounds_ms=[1e3 * t for t in times["torch"]])
+    row["torch"] = torch_row
+    row["ratio_vs_torch"] = (row["images_per_s"] / torch_row["images_per_s"]
+                             if torch_row.get("measured") else None)
+  return row
 
 
 def main(argv):
@@ -112,10 +150,6 @@ def main(argv):
     name, size, channels = spec.split(":")
     row = step_throughput(name, int(size), int(channels), _BATCH.value, _STEPS.value)
     row["fraction_of_matmul"] = row["flops_per_s"] / ceiling
-    if name == "lenet":
-      row["torch"] = torch_peer(int(size), int(channels), _BATCH.value, _STEPS.value)
-      row["ratio_vs_torch"] = (row["images_per_s"] / row["torch"]["images_per_s"]
-                               if row["torch"].get("measured") else None)
     rows.append(row)
   for r in rows:
     if "torch" in r:

@@ -290,10 +290,12 @@ def torch_hvp_seconds(model, x, y, repeats: int = 5) -> float:
 # ----------------------------------------------------------------------------- training
 
 
-def torch_train_images_per_s(input_size: int, in_channels: int, batch_size: int, steps: int,
-                             lr: float, momentum: float, weight_decay: float) -> dict[str, Any]:
-  """PyTorch LeNet training steps (SGD with momentum, coupled weight decay, like
-  transjax.train.make_optimizer) on one random batch; best-of-3 mean step time."""
+def torch_train_step(input_size: int, in_channels: int, batch_size: int, lr: float,
+                     momentum: float, weight_decay: float, trial_steps: int = 30):
+  """(step, threads): one PyTorch LeNet training step (SGD with momentum, coupled weight
+  decay, like transjax.train.make_optimizer) on one random batch, as a callable, with
+  the faster of 1 thread and PyTorch's default set (each tried for `trial_steps` steps
+  after 3 warm-up steps; see pick_threads). The caller times it."""
   torch = _torch()
   torch.manual_seed(0)
   model = torch_lenet(input_size, in_channels).train()
@@ -310,22 +312,19 @@ def torch_train_images_per_s(input_size: int, in_channels: int, batch_size: int,
     opt.step()
     return float(loss.detach())
 
-  # The faster of 1 thread and PyTorch's default (see pick_threads), each best of 3.
   default = torch.get_num_threads()
   best, threads = float("inf"), default
   for n in sorted({1, default}):
     torch.set_num_threads(n)
     for _ in range(3):
       step()
-    for _ in range(3):
-      t = time.perf_counter()
-      for _ in range(steps):
-        step()
-      if (time.perf_counter() - t) / steps < best:
-        best, threads = (time.perf_counter() - t) / steps, n
+    t = time.perf_counter()
+    for _ in range(trial_steps):
+      step()
+    if time.perf_counter() - t < best:
+      best, threads = time.perf_counter() - t, n
   torch.set_num_threads(threads)
-  return {"step_ms": 1e3 * best, "images_per_s": batch_size / best,
-          "threads": threads, "torch": torch.__version__}
+  return step, threads
 
 
 # ------------------------------------------------------------------------------- theory
