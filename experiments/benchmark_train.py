@@ -78,8 +78,8 @@ def compiled_step(name: str, size: int, channels: int, batch_size: int):
   graphdef, params, state = functional.split(model)
   config: ml_collections.ConfigDict = training_defaults()
   tx = optim.make_optimizer(config, 1000, jax.tree.map(lambda _: True, params))
-  step = jax.jit(train.make_train_step(functional.make_loss_fn(graphdef), tx,
-                                       jax.tree.map(lambda _: True, state)))
+  step = train.jit_train_step(train.make_train_step(functional.make_loss_fn(graphdef), tx,
+                                                   jax.tree.map(lambda _: True, state)))
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.normal(size=(batch_size, size, size, channels)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)}

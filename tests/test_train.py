@@ -211,3 +211,32 @@ def test_runs_that_agree_on_the_step_share_one_jitted_step(tmp_path):
   short = lambda: tiny_config(num_steps=8)
   a, b = train.train(short(), str(tmp_path / "a")), train.train(short(), str(tmp_path / "b"))
   assert a["final"] == b["final"] and a["deviation"] == b["deviation"]
+
+
+def test_the_cpu_compiled_step_is_the_same_step():
+  """`jit_train_step` (on CPU without YNNPACK) takes the same SGD steps as a plain jit."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from transjax import functional, optim  # pylint: disable=import-outside-toplevel
+  from transjax.models import build_model  # pylint: disable=import-outside-toplevel
+  g, p, s = functional.split(build_model("lenet", 10, in_channels=1, input_size=28))
+  tx = optim.make_optimizer(config_lib.training_defaults(), 100, jax.tree.map(lambda _: True, p))
+  fn = train.make_train_step(functional.make_loss_fn(g), tx, jax.tree.map(lambda _: True, s))
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(32, 28, 28, 1)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 32), jnp.int32)}
+
+  def three_steps(step):
+    ts = {"step": jnp.zeros((), jnp.int32), "params": p, "state": s, "opt_state": tx.init(p),
+          "nonfinite_step": jnp.full((), -1, jnp.int32)}
+    ts = jax.tree.map(jnp.copy, ts)   # the step donates its state
+    losses = []
+    for _ in range(3):
+      ts, m = step(ts, batch)
+      losses.append(float(m["loss"]))
+    return losses, ts["params"]
+
+  ours, p_ours = three_steps(train.jit_train_step(fn))
+  ref, p_ref = three_steps(jax.jit(fn))
+  np.testing.assert_allclose(ours, ref, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

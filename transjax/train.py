@@ -136,6 +136,22 @@ def evaluate(eval_step: Callable, params, state, ds: Dataset, *, batch_size: int
 # ------------------------------------------------------------------------ the driver
 
 
+# XLA:CPU hands dots (and reductions, elementwise fusions) to YNNPACK by default; the
+# training step runs faster on XLA's own kernels. LeNet, batch 64, 10 interleaved rounds
+# in one process (2-core EPYC): best 2.72 against 3.63 ms a step, every round faster;
+# EfficientNet-Lite0 at 96 px 978 against 1558 ms (4 rounds); resnet_tiny the same (71.5
+# against 72.1 ms). Losses agree to 1e-6 and gradient norms to 7e-4 (float32 sums taken
+# in another order).
+CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def jit_train_step(step_fn: Callable) -> Callable:
+  """The jitted training step `train` runs: its state argument donated, and on CPU
+  compiled with `CPU_TRAIN_COMPILER_OPTIONS`."""
+  options = CPU_TRAIN_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+  return jax.jit(step_fn, donate_argnums=(0,), compiler_options=options)
+
+
 _STEPS_CACHE: collections.OrderedDict = collections.OrderedDict()
 STEPS_CACHE_SIZE = 4
 
@@ -160,7 +176,7 @@ def jitted_steps(graphdef, config: ml_collections.ConfigDict, num_steps: int, ma
     return _STEPS_CACHE[key]
   loss_fn = functional.make_loss_fn(graphdef, frozen_features=config.mode == "fixed")
   tx = make_optimizer(config, num_steps, mask)
-  steps = (tx, jax.jit(make_train_step(loss_fn, tx, state_mask), donate_argnums=(0,)),
+  steps = (tx, jit_train_step(make_train_step(loss_fn, tx, state_mask)),
            jax.jit(make_eval_step(loss_fn)))
   _STEPS_CACHE[key] = steps
   while len(_STEPS_CACHE) > STEPS_CACHE_SIZE:
