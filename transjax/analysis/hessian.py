@@ -324,6 +324,16 @@ class BasisTooLargeError(ValueError):
 BASIS_MEMORY_FRACTION = 0.5
 
 
+def lanczos_steps(k: int, dim: int, max_steps: int | None = None) -> int:
+  """The Krylov dimension `lanczos_top_k` works in: `max_steps`, by default 8k + 40, at
+  most `dim`."""
+  return min(dim, max_steps or 8 * min(k, dim) + 40)
+
+
+_BASIS_FIX = ("Ask for fewer steps or eigenvalues, or restrict the operator to fewer "
+              "parameters (a layer mask).")
+
+
 def check_basis_fits(steps: int, dim: int, dtype: Any, *, what: str = "lanczos",
                      fix: str = "") -> int:
   """Refuses, before any HVP, a Lanczos basis of `steps` x `dim` that would take more than
@@ -335,16 +345,16 @@ def check_basis_fits(steps: int, dim: int, dtype: Any, *, what: str = "lanczos",
     BasisTooLargeError: with the sizes, the largest number of steps that fits, and `fix`
       (how the caller's user sets the steps; a generic hint when empty).
   """
-  need = int(steps) * int(dim) * np.dtype(dtype).itemsize
+  row_bytes = int(dim) * np.dtype(dtype).itemsize
+  need = int(steps) * row_bytes
   avail, where = memory.available_bytes()
   if avail is None or need <= BASIS_MEMORY_FRACTION * avail:
     return need
-  fits = int(BASIS_MEMORY_FRACTION * avail // (int(dim) * np.dtype(dtype).itemsize))
   raise BasisTooLargeError(
       f"{what}: the Krylov basis of {steps} steps x {dim:,} parameters "
       f"({np.dtype(dtype).name}) needs {memory.format_bytes(need)}, more than "
-      f"{BASIS_MEMORY_FRACTION:.0%} of the {memory.format_bytes(avail)} of {where}; at most {fits} "
-      f"steps fit. {fix or 'Ask for fewer steps or eigenvalues, or restrict the operator to fewer parameters (a layer mask).'}")
+      f"{BASIS_MEMORY_FRACTION:.0%} of the {memory.format_bytes(avail)} of {where}; at most "
+      f"{int(BASIS_MEMORY_FRACTION * avail // row_bytes)} steps fit. {fix or _BASIS_FIX}")
 
 
 def _lanczos_fast(op, v0, max_steps, key, stop):
@@ -427,7 +437,7 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
   if which not in ("LA", "LM"):
     raise ValueError(f"which must be 'LA' or 'LM', got {which!r}.")
   k = min(k, op.dim)
-  max_steps = min(op.dim, max_steps or 8 * k + 40)
+  max_steps = lanczos_steps(k, op.dim, max_steps)
   check_basis_fits(max_steps, op.dim, op.dtype, what=f"lanczos top-{k}", fix=memory_fix)
   start, count0 = time.perf_counter(), op.hvp_count
   state: dict[str, Any] = {}

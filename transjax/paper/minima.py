@@ -138,6 +138,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.top_k < 1 or config.resolution < 3 or not config.eta > 0 or config.num_samples < 1:
     raise ValueError("paper_minima: top_k >= 1, resolution >= 3, eta > 0, num_samples >= 1.")
   dim = weights.param_count(pairs.pair_training_configs(config)[0], num_classes=1)
-  steps = min(dim, config.get("lanczos_max_steps", 0) or 8 * config.top_k + 40)
+  steps = hessian.lanczos_steps(config.top_k, dim, config.get("lanczos_max_steps", 0) or None)
   hessian.check_basis_fits(steps, dim, np.float32, what=f"paper_minima top-{config.top_k}",
                            fix=_LANCZOS_FIX)

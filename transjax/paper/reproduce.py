@@ -26,6 +26,7 @@ import ml_collections
 from absl import logging
 
 from theory import presets as theory_presets
+from transjax import cli
 from transjax import results as results_lib
 from transjax import workdir_lock
 from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
@@ -96,7 +97,7 @@ def check_configs(config: ml_collections.ConfigDict,
       overrides.set_fields(cfg, name, fields.get(name, {}))
       if hasattr(module, "validate"):
         module.validate(cfg)
-    except (ValueError, KeyError, AttributeError, OSError) as e:
+    except cli.USER_ERRORS as e:
       problems.append(f"{name} ({preset} preset): {e}")
       continue
     built[name] = (module, cfg)
@@ -148,7 +149,7 @@ def _run_one_locked(name: str, module: ModuleType, cfg: ml_collections.ConfigDic
       return _run_one(name, module, cfg, workdir)
   except workdir_lock.WorkdirLockedError as e:
     logging.error("%s: %s", name, e)
-    return Status(name, EXPERIMENTS[name][0].__name__, status="failed", error=str(e))
+    return Status(name, module.__name__, status="failed", error=str(e))
 
 
 @workdir_lock.locked()
