@@ -123,7 +123,7 @@ def test_batched_input_and_kernel_is_a_loop_not_a_grouped_conv_on_cpu():
 
 
 def test_toeplitz_form_takes_few_input_channels_in_blocks_of_at_most_1p5_kernel_widths():
-  from transjax.models.conv import toeplitz_block, toeplitz_fits  # pylint: disable=import-outside-toplevel
+  from transjax.models.conv import POINT_BLOCK, toeplitz_block, toeplitz_fits  # pylint: disable=import-outside-toplevel
   assert toeplitz_fits(jnp.ones((1, 28, 28, 1)), jnp.ones((5, 5, 1, 6)), ((2, 2), (2, 2)))
   assert toeplitz_fits(jnp.ones((1, 14, 14, 6)), jnp.ones((5, 5, 6, 16)), "VALID")
   assert toeplitz_fits(jnp.ones((1, 224, 224, 3)), jnp.ones((3, 3, 3, 64)), ((1, 1), (1, 1)))
@@ -131,6 +131,9 @@ def test_toeplitz_form_takes_few_input_channels_in_blocks_of_at_most_1p5_kernel_
   assert not toeplitz_fits(jnp.ones((1, 56, 56, 64)), jnp.ones((3, 3, 64, 64)), "VALID")
   assert [toeplitz_block(28, 5), toeplitz_block(10, 5), toeplitz_block(7, 3),
           toeplitz_block(224, 3)] == [7, 5, 1, 4]
+  # A landscape's per-point convolutions (forward only) take narrower blocks.
+  assert toeplitz_block(10, 5, POINT_BLOCK) == 2
+  assert toeplitz_block(7, 3, POINT_BLOCK) == 1
 
 
 def test_one_input_channel_uses_no_convolution_on_cpu():

@@ -28,7 +28,8 @@ batched (a loss-landscape grid: one set of weights per grid point, each applied 
 point's own activations), JAX's batching rule turns the convolution into one grouped
 convolution (feature_group_count = batch size). XLA:CPU runs grouped convolutions several
 times slower per group than ordinary ones, so on CPU this convolution batches that case
-as a loop of ordinary convolutions (`lax.map`).
+as a loop of ordinary convolutions (`lax.map`), the Toeplitz ones in narrower blocks
+(`POINT_BLOCK`: forward only, closer to the direct FLOPs).
 Every other case, and every other backend, uses JAX's own rule: a batched kernel with a
 shared input becomes one convolution with more output channels, a batched input with a
 shared kernel folds into the batch axis.
@@ -169,13 +170,24 @@ def _output_width(lhs, rhs, padding) -> int:
   return lhs.shape[2] + left + right - rhs.shape[1] + 1
 
 
-def toeplitz_block(out_width: int, kw: int) -> int:
+def toeplitz_block(out_width: int, kw: int, limit: int | None = None) -> int:
   """The output columns per Toeplitz block: the largest divisor of the output width that
-  is at most 1.5 kw, so a block computes at most 2.5x the direct FLOPs (LeNet: conv1 7 of
-  28, conv2 5 of 10). Measured on 256 MNIST images against the whole width as one block:
-  conv1's gradient 2.9 against 6.0 ms, conv2's forward 1.5 against 1.8 ms."""
-  limit = max(1, int(1.5 * kw))
+  is at most `limit`, by default 1.5 kw, so a block computes at most 2.5x the direct FLOPs
+  (LeNet: conv1 7 of 28, conv2 5 of 10). Measured on 256 MNIST images against the whole
+  width as one block: conv1's gradient 2.9 against 6.0 ms, conv2's forward 1.5 against
+  1.8 ms. A landscape's per-point convolutions take `POINT_BLOCK` instead."""
+  limit = max(1, int(1.5 * kw)) if limit is None else max(1, limit)
   return max(d for d in range(1, min(limit, out_width) + 1) if out_width % d == 0)
+
+
+# Output columns per Toeplitz block for per-point kernels on per-point inputs (a landscape
+# grid's layers above its first moved one: forward only, one matmul per point). Narrower
+# blocks compute closer to the direct FLOPs (LeNet's conv2: 1.2x against 1.8x at 5
+# columns) and their matmul still runs at XLA's rate. The 51 x 51 LeNet grid on 256 MNIST
+# images, eight interleaved in-process rounds on the 2-core VM: 221-305 points/s with 2
+# columns (median 246), 184-264 with 5 (median 213); 102-119 with 1 (im2col's narrow
+# matmul, three rounds).
+POINT_BLOCK = 2
 
 
 def toeplitz_fits(lhs, rhs, padding) -> bool:
@@ -188,7 +200,8 @@ def toeplitz_fits(lhs, rhs, padding) -> bool:
   return kh * (b + kw - 1) * c * b * o <= TOEPLITZ_MAX_ELEMENTS
 
 
-def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
+def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding,
+                  block_limit: int | None = None) -> jax.Array:
   """The stride-1 NHWC x HWIO convolution as one matmul over kernel rows.
 
   The output is cut into blocks of B columns (`toeplitz_block`). Row h of block b is
@@ -208,7 +221,7 @@ def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
   x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
   n, hp, wp, _ = x.shape
   oh, ow = hp - kh + 1, wp - kw + 1
-  block = toeplitz_block(ow, kw)
+  block = toeplitz_block(ow, kw, block_limit)
   width = block + kw - 1
   # shift[w', w, j] = 1 where w' = w + j: puts kernel column j on T's j-th diagonal.
   shift = (np.arange(width)[:, None, None] - np.arange(block)[None, :, None]
@@ -273,7 +286,9 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
     del axis_size
     lhs_batched, rhs_batched = in_batched
     if lhs_batched and rhs_batched and jax.default_backend() == "cpu":
-      return lax.map(lambda pair: conv(*pair), (lhs, rhs)), True
+      per_point = (functools.partial(toeplitz_conv, padding=padding, block_limit=POINT_BLOCK)
+                   if toeplitz else conv)
+      return lax.map(lambda pair: per_point(*pair), (lhs, rhs)), True
     if toeplitz and lhs.shape[3] == 1 and rhs_batched and not lhs_batched:
       # A grid's first layer: one input, a kernel per point -> one im2col matmul.
       return shared_input_im2col_conv(lhs, rhs, padding), True
