@@ -36,10 +36,16 @@ PAPER_RESOLUTION = 200
 PAPER_ETA = 1e-3
 PAPER_NUM_SAMPLES = 256
 DEFAULT_BUDGET_BYTES = 2 << 30
-# On CPU one grid point's batch already keeps every core busy, so a bigger chunk only adds
-# memory traffic: a 51x51 LeNet grid ran 1.6-1.8x faster than one point at a time with
-# chunks of 16-128 points and 1.3x with 320 (2-core machine, benchmark_analysis).
-CPU_MAX_CHUNK = 64
+# On CPU a chunk is a loop over groups of CPU_VMAP_WIDTH points (below), so its memory is
+# a group's, whatever its length, and a longer chunk only spreads what the points share
+# (computed once per chunk call) over more of them. LeNet's 51x51 grid on 256 MNIST
+# images: that shared part (conv1's 1 + r convolutions of the input: its im2col patches
+# and their layout) took ~23 ms a chunk, 0.36 ms a point at 64 points, in XLA's
+# profile; five interleaved rounds on the 2-core VM gave 171-254 points/s (median 219)
+# with chunks of 521 against 157-246 (median 182) with 64, at the same peak RSS
+# (0.49 GiB). (With whole vmapped chunks, before the groups, 320 points ran slower than
+# 16-128.) The memory budget still caps a chunk at budget / (one point's memory).
+CPU_MAX_CHUNK = 512
 # On CPU a chunk is a loop over groups of this many points, each group vmapped: the
 # per-point activations of a group stay in cache, where a whole vmapped chunk wrote each
 # layer's activations for all its points to memory and read them back (LeNet, 256
