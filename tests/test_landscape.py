@@ -97,6 +97,11 @@ def test_bad_inputs(problem):
   if jax.default_backend() == "cpu":
     n = 80 * landscape.CPU_MAX_CHUNK  # the budget (2**30 / 2**20 points) is not the cap
     assert landscape.plan_chunks(n, 2**20, 2**30).chunk_size == landscape.CPU_MAX_CHUNK
+  # A chunk that holds only a group of its points at once (the CPU loop) is bounded by the
+  # budget only while that group does not fit: 16 points fit here.
+  assert landscape.plan_chunks(4096, 2**20, 2**24, max_chunk=512, resident=8).chunk_size == 512
+  assert landscape.plan_chunks(4096, 2**20, 2**24, max_chunk=512, resident=32).chunk_size == 16
+  assert landscape.plan_chunks(4096, 2**20, 2**24, max_chunk=512).chunk_size == 16
 
 
 def test_nan_losses_are_reported_and_the_rest_kept(problem):

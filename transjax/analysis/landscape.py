@@ -44,7 +44,8 @@ DEFAULT_BUDGET_BYTES = 2 << 30
 # profile; five interleaved rounds on the 2-core VM gave 171-254 points/s (median 219)
 # with chunks of 521 against 157-246 (median 182) with 64, at the same peak RSS
 # (0.49 GiB). (With whole vmapped chunks, before the groups, 320 points ran slower than
-# 16-128.) The memory budget still caps a chunk at budget / (one point's memory).
+# 16-128.) The memory budget bounds a chunk only where one group does not fit it
+# (`plan_chunks`, `points_in_memory`).
 CPU_MAX_CHUNK = 512
 # On CPU a chunk is a loop over groups of this many points, each group vmapped: the
 # per-point activations of a group stay in cache, where a whole vmapped chunk wrote each
@@ -238,9 +239,14 @@ def estimate_bytes_per_point(loss_fn, params, state, batch, directions) -> tuple
 
 def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
                 method: str = "given", max_chunk: int | None = None,
-                chunk_size: int | None = None) -> ChunkPlan:
-  """Chunk size = min(budget // bytes per point, max_chunk), balanced over the chunks and a
-  multiple of the device count; max_chunk defaults to CPU_MAX_CHUNK on CPU, 4096 elsewhere.
+                chunk_size: int | None = None, resident: int | None = None) -> ChunkPlan:
+  """Chunk size = min(points that fit the budget, max_chunk), balanced over the chunks and
+  a multiple of the device count; max_chunk defaults to CPU_MAX_CHUNK on CPU, 4096
+  elsewhere.
+
+  `resident`: how many points' memory a chunk holds at once, when that is not the whole
+  chunk: on CPU a chunk is a loop over groups of CPU_VMAP_WIDTH points (1 with "map",
+  see `points_in_memory`), so once a group fits, the budget does not bound the chunk.
 
   Raises:
     GridTooLargeError: one point alone exceeds the budget.
@@ -255,7 +261,10 @@ def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
           f"budget is {budget_bytes / 2**20:.1f} MiB; even chunk=1 does not fit "
           f"({num_points} points). Raise memory_budget_bytes, use fewer samples, or restrict "
           "the analysis to fewer parameters.")
-    chunk_size = int(min(max_chunk, budget_bytes // bytes_per_point, num_points))
+    fit = budget_bytes // max(bytes_per_point, 1)
+    if resident is not None and fit >= resident:
+      fit = max_chunk
+    chunk_size = int(min(max_chunk, fit, num_points))
   chunk_size = max(1, min(chunk_size, num_points))
   # Balance the chunks: the last one is padded to full size, so avoid a mostly-empty one.
   chunk_size = math.ceil(num_points / math.ceil(num_points / chunk_size))
@@ -263,6 +272,13 @@ def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
     chunk_size = max(n_dev, chunk_size // n_dev * n_dev)
   return ChunkPlan(num_points, int(bytes_per_point), method, int(budget_bytes), chunk_size,
                    math.ceil(num_points / chunk_size), n_dev)
+
+
+def points_in_memory(vectorize: str) -> int | None:
+  """Points a chunk evaluates at once (None: the whole chunk, vmapped on an accelerator)."""
+  if jax.default_backend() != "cpu":
+    return 1 if vectorize == "map" else None
+  return CPU_VMAP_WIDTH if vectorize == "vmap" else 1
 
 
 def _default_budget() -> int:
@@ -298,7 +314,8 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
     bpp, method = estimate_bytes_per_point(loss_fn, params, state, batch, directions)
   else:
     bpp, method = 0, "chunk size given"
-  plan = plan_chunks(num_points, bpp, budget, method=method, chunk_size=chunk_size)
+  plan = plan_chunks(num_points, bpp, budget, method=method, chunk_size=chunk_size,
+                     resident=points_in_memory(vectorize))
   plan.vectorize = vectorize
   logging.info("landscape: %s", plan.describe())
   dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
