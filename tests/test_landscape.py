@@ -120,3 +120,21 @@ def test_nan_losses_are_reported_and_the_rest_kept(problem):
   assert res.nan_points[0] == [-100.0, -100.0]
   assert np.isfinite(res.losses[1:, 1:]).all()
   assert res.to_dict()["losses"][0][0] is None
+
+
+def test_the_memory_estimate_is_computed_once_per_loss_and_shapes(problem, monkeypatch):
+  loss_fn, p, s, batch = problem
+  dirs = landscape.random_directions(jax.random.key(3), p, 2)
+  want = landscape._estimate_bytes_per_point(loss_fn, p, s, batch, dirs)
+  monkeypatch.setattr(landscape, "_ESTIMATES", {})
+  calls = []
+  real = landscape._estimate_bytes_per_point
+  monkeypatch.setattr(landscape, "_estimate_bytes_per_point",
+                      lambda *a: calls.append(1) or real(*a))
+  assert landscape.estimate_bytes_per_point(loss_fn, p, s, batch, dirs) == want
+  other = jax.tree.map(lambda x: 2 * x, p)  # other values, same shapes
+  assert landscape.estimate_bytes_per_point(loss_fn, other, s, batch, dirs) == want
+  assert len(calls) == 1
+  half = {k: v[: len(v) // 2] for k, v in batch.items()}  # other shapes: estimated anew
+  assert landscape.estimate_bytes_per_point(loss_fn, p, s, half, dirs)[0] < want[0]
+  assert len(calls) == 2
