@@ -102,6 +102,9 @@ def test_bad_inputs(problem):
   assert landscape.plan_chunks(4096, 2**20, 2**24, max_chunk=512, resident=8).chunk_size == 512
   assert landscape.plan_chunks(4096, 2**20, 2**24, max_chunk=512, resident=32).chunk_size == 16
   assert landscape.plan_chunks(4096, 2**20, 2**24, max_chunk=512).chunk_size == 16
+  # ... and by the work a chunk holds: a heavier point (128 MiB) gets a shorter chunk.
+  assert landscape.plan_chunks(4096, 2**27, 2**30, max_chunk=512, resident=8).chunk_size == (
+      landscape.CHUNK_WORK_BYTES // 2**27)
 
 
 def test_nan_losses_are_reported_and_the_rest_kept(problem):
