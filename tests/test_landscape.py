@@ -129,7 +129,7 @@ def test_the_memory_estimate_is_computed_once_per_loss_and_shapes(problem, monke
   loss_fn, p, s, batch = problem
   dirs = landscape.random_directions(jax.random.key(3), p, 2)
   want = landscape._estimate_bytes_per_point(loss_fn, p, s, batch, dirs)
-  monkeypatch.setattr(landscape, "_ESTIMATES", {})
+  landscape._estimate_for_shapes.cache_clear()
   calls = []
   real = landscape._estimate_bytes_per_point
   monkeypatch.setattr(landscape, "_estimate_bytes_per_point",
