@@ -13,6 +13,8 @@ also records the result with its parts. `transjax.models.conv` looks each kernel
 (`lookup`) and, for one it finds, convolves through `linear_map`, whose batching rule
 takes the 1 + r convolutions when the input is shared by the points: a landscape's first
 moved layer (everything below it is the same at every point and is computed once).
+`transjax.models.conv_pool` looks up the kernels of LeNet's conv -> pool blocks the
+same way and lays their output out for the pool.
 Outside `scope()`, or for a kernel it did not make, nothing is recorded and every caller
 takes its usual path; the values are the same either way, up to the order of additions.
 

@@ -181,7 +181,8 @@ def toeplitz_block(out_width: int, kw: int, limit: int | None = None) -> int:
 
 
 # Output columns per Toeplitz block for per-point kernels on per-point inputs (a landscape
-# grid's layers above its first moved one: forward only, one matmul per point). Narrower
+# grid's layers above its first moved one: forward only, one matmul per point). LeNet's
+# conv -> pool blocks now take `transjax.models.conv_pool`, which uses 2 as well. Narrower
 # blocks compute closer to the direct FLOPs (LeNet's conv2: 1.2x against 1.8x at 5
 # columns) and their matmul still runs at XLA's rate. The 51 x 51 LeNet grid on 256 MNIST
 # images, eight interleaved in-process rounds on the 2-core VM: 221-305 points/s with 2
@@ -198,6 +199,18 @@ def toeplitz_fits(lhs, rhs, padding) -> bool:
     return False
   b = toeplitz_block(ow, kw)
   return kh * (b + kw - 1) * c * b * o <= TOEPLITZ_MAX_ELEMENTS
+
+
+def toeplitz_matrix(rhs: jax.Array, block: int) -> jax.Array:
+  """The block-Toeplitz matrix of an HWIO kernel for `block` output columns:
+  (kh*(block+kw-1)*C, block*O), rows (kernel row, input column, channel), columns
+  (output column, output channel)."""
+  kh, kw, c, o = rhs.shape
+  width = block + kw - 1
+  # shift[w', w, j] = 1 where w' = w + j: puts kernel column j on T's j-th diagonal.
+  shift = (np.arange(width)[:, None, None] - np.arange(block)[None, :, None]
+           == np.arange(kw)[None, None, :]).astype(rhs.dtype)
+  return jnp.einsum("pwj,ijco->ipcwo", shift, rhs).reshape(kh * width * c, block * o)
 
 
 def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding,
@@ -223,18 +236,19 @@ def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding,
   oh, ow = hp - kh + 1, wp - kw + 1
   block = toeplitz_block(ow, kw, block_limit)
   width = block + kw - 1
-  # shift[w', w, j] = 1 where w' = w + j: puts kernel column j on T's j-th diagonal.
-  shift = (np.arange(width)[:, None, None] - np.arange(block)[None, :, None]
-           == np.arange(kw)[None, None, :]).astype(rhs.dtype)
-  toeplitz = jnp.einsum("pwj,ijco->ipcwo", shift, rhs).reshape(kh * width * c, block * o)
-  rows = jnp.stack([jnp.stack([x[:, i:i + oh, b * block:b * block + width]
+  toeplitz = toeplitz_matrix(rhs, block)
+  # The rows are read from the (n, h, w * c) view: XLA:CPU vectorises a loop over its
+  # output's minor axis, and the producer of x (a pool, a landscape grid's per-point sum)
+  # takes this view's wide minor axis instead of the few channels.
+  x = x.reshape(n, hp, wp * c)
+  rows = jnp.stack([jnp.stack([x[:, i:i + oh, b * block * c:(b * block + width) * c]
                                for i in range(kh)], axis=2)
-                    for b in range(ow // block)], axis=2)  # (n, oh, nb, kh, width, c)
+                    for b in range(ow // block)], axis=2)  # (n, oh, nb, kh, width * c)
   out = rows.reshape(-1, kh * width * c) @ toeplitz
   return out.reshape(n, oh, ow, o).astype(jnp.result_type(lhs, rhs))
 
 
-def _patches(lhs: jax.Array, kh: int, kw: int, padding) -> jax.Array:
+def im2col_patches(lhs: jax.Array, kh: int, kw: int, padding) -> jax.Array:
   pads = _pads(padding)
   x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
   oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
@@ -245,7 +259,7 @@ def shared_input_im2col_conv(lhs: jax.Array, rhs_p: jax.Array, padding) -> jax.A
   """One NHWC input, P HWIO kernels (P, kh, kw, C, O) -> (P, N, oh, ow, O) as one matmul
   of the input's patches (N*oh*ow, kh*kw*C) with all kernels side by side."""
   p, kh, kw, c, o = rhs_p.shape
-  patches = _patches(lhs, kh, kw, padding)            # (N, oh, ow, kh*kw, C)
+  patches = im2col_patches(lhs, kh, kw, padding)      # (N, oh, ow, kh*kw, C)
   n, oh, ow = patches.shape[:3]
   kernels = jnp.moveaxis(rhs_p.reshape(p, kh * kw * c, o), 0, 1).reshape(kh * kw * c, p * o)
   out = patches.reshape(n * oh * ow, kh * kw * c) @ kernels
