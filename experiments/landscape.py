@@ -5,6 +5,8 @@ r"""Loss landscape (1-D or 2-D, filter-normalised directions) around a checkpoin
 
 Writes results.json (center_loss, axes, losses, chunk plan, NaN report, data) and
 landscape.png (contour levels every 0.05). The loss uses BatchNorm running statistics.
+While the grid runs, landscape_partial.npz holds the losses of its finished chunks: run
+the same command again after a kill and it resumes from there.
 """
 
 import os
@@ -51,11 +53,13 @@ def run(config, workdir: str, layer: str | None = None, center: str | None = Non
                                      include_bias_bn=config.include_bias_bn,
                                      orthogonal=config.orthogonal)
   axis = landscape.paper_axis(config.resolution, config.eta)
+  # Saved after every chunk: a killed run, started again on the same workdir, resumes.
+  partial = os.path.join(workdir, "landscape_partial.npz")
   res = landscape.loss_landscape(
       r.loss_fn, r.params, r.state, batch, dirs, [axis] * config.dims,
       chunk_size=config.chunk_size or None,
       memory_budget_bytes=int(config.memory_budget_mb * 2**20) or None,
-      vectorize=config.vectorize)
+      vectorize=config.vectorize, resume_path=partial)
   ds = r.train_data if config.split == "train" else r.test_data
   out = {"config": config.to_dict(), "run": run_dir, "center": str(which),
          "layer": layer or "all", **res.to_dict(),
@@ -68,6 +72,8 @@ def run(config, workdir: str, layer: str | None = None, center: str | None = Non
     plotting.landscape_curves(os.path.join(workdir, "landscape.png"),
                               {title: (axis, res.losses)})
   results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  if os.path.exists(partial):
+    os.remove(partial)
   return out
 
 

@@ -59,6 +59,7 @@ def test_landscape_binary_layer_and_center(run_dir, tmp_path):
   assert len(res["axes"]) == 2 and len(res["losses"]) == 9 and len(res["losses"][0]) == 9
   assert abs(res["losses"][4][4] - res["center_loss"]) < 1e-5
   assert "synthetic" in res["data"] and os.path.exists(tmp_path / "landscape.png")
+  assert not os.path.exists(tmp_path / "landscape_partial.npz")  # only while it runs
   with pytest.raises(params_lib.UnknownLayerError, match="Valid layers"):
     landscape.run(_cfg(landscape_cfg, run_dir), str(tmp_path), layer="layer3.0.conv2")
 

@@ -141,3 +141,42 @@ def test_the_memory_estimate_is_computed_once_per_loss_and_shapes(problem, monke
   half = {k: v[: len(v) // 2] for k, v in batch.items()}  # other shapes: estimated anew
   assert landscape.estimate_bytes_per_point(loss_fn, p, s, half, dirs)[0] < want[0]
   assert len(calls) == 2
+
+
+def test_an_interrupted_grid_resumes_after_its_last_finished_chunk(problem, tmp_path,
+                                                                   monkeypatch):
+  loss_fn, p, s, batch = problem
+  dirs = landscape.random_directions(jax.random.key(5), p, 2)
+  axis = landscape.paper_axis(5, 0.05)
+  path = str(tmp_path / "partial.npz")
+  whole = landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4)
+  real = landscape._batched_point_fn
+  calls = []
+
+  def counting(limit):
+    def get(*key):
+      fn = real(*key)
+      def call(*args):
+        if len(calls) == limit:
+          raise KeyboardInterrupt
+        calls.append(1)
+        return fn(*args)
+      return call
+    return get
+
+  monkeypatch.setattr(landscape, "_batched_point_fn", counting(3))
+  with pytest.raises(KeyboardInterrupt):  # killed during the 4th of 7 chunks
+    landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4,
+                             resume_path=path)
+  calls.clear()
+  monkeypatch.setattr(landscape, "_batched_point_fn", counting(None))
+  resumed = landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4,
+                                     resume_path=path)
+  assert resumed.plan.resumed_points == 12 and len(calls) == 4
+  np.testing.assert_array_equal(resumed.losses, whole.losses)
+  # Another grid (other directions) does not take the file's points.
+  calls.clear()
+  other = landscape.random_directions(jax.random.key(6), p, 2)
+  fresh = landscape.loss_landscape(loss_fn, p, s, batch, other, [axis, axis], chunk_size=4,
+                                   resume_path=path)
+  assert fresh.plan.resumed_points == 0 and len(calls) == 7

@@ -29,3 +29,11 @@ def test_qualifiers_name_the_scale_unless_the_data_is_the_papers():
     ([False, False], common.NOT_REPRODUCED), ([], common.NOT_REPRODUCED)])
 def test_verdict_from_checks(checks, verdict):
   assert common.verdict_from_checks(checks) == verdict
+
+
+def test_progress_files_live_in_the_workdir_until_the_results_are_written(tmp_path):
+  path = common.partial_path(str(tmp_path), "landscape_random_layer3/0/conv1.npz")
+  assert path == str(tmp_path / "partial" / "landscape_random_layer3_0_conv1.npz")
+  open(path, "w").close()
+  common.write_results(str(tmp_path), {"summary": ""}, [])
+  assert (tmp_path / "results.json").exists() and not (tmp_path / "partial").exists()

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -150,6 +152,7 @@ class ChunkPlan:
   num_chunks: int
   num_devices: int
   vectorize: str = "vmap"
+  resumed_points: int = 0   # points read back from a `resume_path` instead of evaluated
 
   def describe(self) -> str:
     return (f"{self.num_points} points, ~{self.bytes_per_point / 2**20:.2f} MiB/point "
@@ -312,22 +315,71 @@ def _default_budget() -> int:
   return DEFAULT_BUDGET_BYTES if limit is None else int(limit * 0.5)
 
 
+def _fingerprint(params, state, batch, directions, coeffs) -> str:
+  """A hash of everything a grid's values depend on but the loss function itself."""
+  h = hashlib.sha256()
+  for tree in (params, state, batch, list(directions), np.asarray(coeffs)):
+    h.update(str(jax.tree.structure(tree)).encode())
+    for leaf in jax.tree.leaves(tree):
+      if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+      a = np.ascontiguousarray(np.asarray(leaf))
+      h.update(f"{a.shape}{a.dtype}".encode())
+      h.update(a.tobytes())
+  return h.hexdigest()
+
+
+class _PartialGrid:
+  """The losses of a grid's first points, saved after every chunk to `path` (.npz), so a
+  killed run starts again where it stopped. A file made for another grid (other
+  parameters, directions, data or coefficients) is ignored and overwritten."""
+
+  def __init__(self, path: str, fingerprint: str):
+    self.path, self.fingerprint = path, fingerprint
+
+  def load(self, out: np.ndarray) -> int:
+    """Fills out[:done] from the file; returns done (0 without a matching file)."""
+    if not os.path.exists(self.path):
+      return 0
+    try:
+      with np.load(self.path) as f:
+        if str(f["fingerprint"]) != self.fingerprint or f["losses"].shape[0] > out.shape[0]:
+          logging.warning("landscape: %s holds another grid's points; starting again",
+                          self.path)
+          return 0
+        done = int(f["losses"].shape[0])
+        out[:done] = f["losses"]
+    except (OSError, KeyError, ValueError) as e:
+      logging.warning("landscape: could not read %s (%s); starting again", self.path, e)
+      return 0
+    return done
+
+  def save(self, losses: np.ndarray) -> None:
+    tmp = self.path + ".tmp.npz"
+    np.savez(tmp, fingerprint=np.asarray(self.fingerprint), losses=losses)
+    os.replace(tmp, self.path)
+
+
 def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
                     directions: Sequence[Any], coeffs: np.ndarray, *,
                     chunk_size: int | None = None, memory_budget_bytes: int | None = None,
-                    vectorize: str = "vmap",
+                    vectorize: str = "vmap", resume_path: str | None = None,
                     log_every_seconds: float = 10.0) -> tuple[np.ndarray, ChunkPlan, float]:
   """L(params + sum_i coeffs[:, i] directions[i]) for every row of coeffs (train=False).
 
   Returns (losses, plan, seconds). Each chunk is one jitted call: `vectorize="vmap"` vmaps
   the points (on CPU in groups of CPU_VMAP_WIDTH, one group after another); "map" runs
   them as a `lax.map` loop inside the call, which needs one point's memory instead of a
-  chunk's. On CPU, vmap is fast only for models whose
-  convolutions use `transjax.models.conv` (all transjax models do): there a grid point's
-  convolution runs as a loop of ordinary convolutions instead of one grouped convolution,
-  which XLA:CPU runs several times slower. The last chunk is padded so one compilation
-  serves all; with several devices each chunk's point axis is sharded over a 1-D 'data'
-  mesh.
+  chunk's. On CPU, vmap is fast only for models whose convolutions use
+  `transjax.models.conv` (all transjax models do): there a grid point's convolution runs
+  as a loop of ordinary convolutions instead of one grouped convolution, which XLA:CPU
+  runs several times slower. The last chunk is padded so one compilation serves all; with
+  several devices each chunk's point axis is sharded over a 1-D 'data' mesh.
+
+  With `resume_path` the losses so far are saved there (.npz) after every chunk, and a
+  file that holds the same grid (`_fingerprint`: parameters, state, batch, directions,
+  coefficients) is read back first (`plan.resumed_points`), so an interrupted grid costs
+  only its unfinished chunks.
   """
   if vectorize not in ("vmap", "map"):
     raise ValueError(f"vectorize must be 'vmap' or 'map', got {vectorize!r}.")
@@ -348,21 +400,31 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
   batched = _batched_point_fn(loss_fn, moving_leaves(directions), vectorize)
   mesh = sharding.data_mesh() if plan.num_devices > 1 else None
   out = np.empty(num_points, np.float64)
+  partial = None
+  if resume_path:
+    partial = _PartialGrid(resume_path, _fingerprint(params, state, batch, directions, coeffs))
+    plan.resumed_points = partial.load(out)
+    if plan.resumed_points:
+      logging.info("landscape: resuming at %d/%d points from %s", plan.resumed_points,
+                   num_points, resume_path)
+  first = plan.resumed_points
   start = last_log = time.perf_counter()
-  eta = progress.Estimate(num_points, "landscape", unit="points")
-  for i in range(plan.num_chunks):
-    lo, hi = i * plan.chunk_size, min(num_points, (i + 1) * plan.chunk_size)
+  eta = progress.Estimate(num_points - first, "landscape", unit="points")
+  for lo in range(first, num_points, plan.chunk_size):
+    hi = min(num_points, lo + plan.chunk_size)
     chunk = np.zeros((plan.chunk_size, num_dirs), coeffs.dtype)
     chunk[:hi - lo] = coeffs[lo:hi]
     c = jnp.asarray(chunk, dtype)
     if mesh is not None:
       c = sharding.split_leading(c, mesh)
     out[lo:hi] = np.asarray(batched(params, state, batch, directions, c))[:hi - lo]
+    if partial is not None:
+      partial.save(out[:hi])
     now = time.perf_counter()
-    eta.update(hi)  # logs the cost of the whole grid once, after the first chunks
-    if now - last_log > log_every_seconds or i == plan.num_chunks - 1:
+    eta.update(hi - first)  # logs the cost of the whole grid once, after the first chunks
+    if now - last_log > log_every_seconds or hi == num_points:
       logging.info("landscape: %d/%d points, %.1f points/s, %s", hi, num_points,
-                   hi / (now - start), eta.text())
+                   (hi - first) / (now - start), eta.text())
       last_log = now
   return out, plan, time.perf_counter() - start
 
@@ -380,13 +442,14 @@ def loss_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[st
                    directions: Sequence[Any], axes: Sequence[np.ndarray], *,
                    chunk_size: int | None = None,
                    memory_budget_bytes: int | None = None,
-                   vectorize: str = "vmap") -> LandscapeResult:
+                   vectorize: str = "vmap", resume_path: str | None = None) -> LandscapeResult:
   """The loss on the grid axes[0] x axes[1] (x ...) of coefficients along `directions`.
 
   1-D: one direction, one axis; 2-D: two. The paper's grid is
   `axes = [paper_axis(), paper_axis()]` (200 x 200, eta = 0.001) on 256 fixed samples.
   Non-finite losses are kept as NaN and reported (count and first few points).
-  The loss uses train=False (deterministic BatchNorm).
+  The loss uses train=False (deterministic BatchNorm). `resume_path`: see
+  `evaluate_points`; points_per_second counts the points evaluated in this call.
   """
   if len(axes) != len(directions):
     raise ValueError(f"{len(axes)} axes for {len(directions)} directions.")
@@ -396,12 +459,13 @@ def loss_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[st
   losses, plan, seconds = evaluate_points(loss_fn, params, state, batch, directions, coeffs,
                                           chunk_size=chunk_size,
                                           memory_budget_bytes=memory_budget_bytes,
-                                          vectorize=vectorize)
+                                          vectorize=vectorize, resume_path=resume_path)
   losses = losses.reshape(mesh[0].shape)
   center = float(jax.jit(lambda p, s, b: loss_fn(p, s, b, False)[0])(params, state, batch))
   nan_count, nan_points = _nan_report(losses, axes)
-  return LandscapeResult(axes, losses, center, plan, seconds, coeffs.shape[0] / seconds,
-                         nan_count, nan_points)
+  evaluated = coeffs.shape[0] - plan.resumed_points
+  pps = evaluated / seconds if evaluated and seconds > 0 else float("nan")
+  return LandscapeResult(axes, losses, center, plan, seconds, pps, nan_count, nan_points)
 
 
 def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
@@ -409,7 +473,7 @@ def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
                  eta: float = PAPER_ETA, include_bias_bn: bool = False,
                  orthogonal: bool = False, chunk_size: int | None = None,
                  memory_budget_bytes: int | None = None,
-                 vectorize: str = "vmap") -> LandscapeResult:
+                 vectorize: str = "vmap", resume_path: str | None = None) -> LandscapeResult:
   """The paper's 2-D landscape: two filter-normalised directions (restricted to `mask`,
   e.g. one layer), grid eta * (-res/2 .. res/2 - 1) on both axes."""
   if isinstance(key, int):
@@ -419,7 +483,7 @@ def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
   axis = paper_axis(resolution, eta)
   return loss_landscape(loss_fn, params, state, batch, dirs, [axis, axis],
                         chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes,
-                        vectorize=vectorize)
+                        vectorize=vectorize, resume_path=resume_path)
 
 
 def landscape_1d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
@@ -427,14 +491,14 @@ def landscape_1d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
                  eta: float = PAPER_ETA, include_bias_bn: bool = False,
                  chunk_size: int | None = None,
                  memory_budget_bytes: int | None = None,
-                 vectorize: str = "vmap") -> LandscapeResult:
+                 vectorize: str = "vmap", resume_path: str | None = None) -> LandscapeResult:
   """1-D slice along one filter-normalised direction (restricted to `mask`)."""
   if isinstance(key, int):
     key = jax.random.key(key)
   (d,) = random_directions(key, params, 1, mask, include_bias_bn=include_bias_bn)
   return loss_landscape(loss_fn, params, state, batch, [d], [paper_axis(resolution, eta)],
                         chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes,
-                        vectorize=vectorize)
+                        vectorize=vectorize, resume_path=resume_path)
 
 
 def sequential_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],

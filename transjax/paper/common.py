@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -314,12 +315,28 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
   return train.train(config, workdir)
 
 
+PARTIAL_DIR = "partial"
+
+
+def partial_path(workdir: str, name: str) -> str:
+  """Where a long computation of this binary keeps its progress while it runs
+  (workdir/partial/name: a landscape grid's finished chunks, `landscape.loss_landscape`'s
+  resume_path), so a killed binary run again on the same workdir resumes there.
+  `write_results` removes the folder."""
+  folder = os.path.join(workdir, PARTIAL_DIR)
+  os.makedirs(folder, exist_ok=True)
+  # Layer names hold "/" (ResNet's "layer3/0/conv1").
+  return os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]", "_", name))
+
+
 def write_results(workdir: str, results: dict[str, Any], claims: Sequence[Claim]) -> dict[str, Any]:
-  """Writes results.json with the claims included; returns what it wrote."""
+  """Writes results.json with the claims included (then drops the progress files of
+  `partial_path`); returns what it wrote."""
   out = dict(results)
   out["claims"] = [c.to_dict() for c in claims]
   out["metadata"] = results_lib.run_metadata()
   results_lib.write_json(os.path.join(workdir, "results.json"), out)
+  shutil.rmtree(os.path.join(workdir, PARTIAL_DIR), ignore_errors=True)
   return out
 
 

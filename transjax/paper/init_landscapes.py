@@ -53,9 +53,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     batch = r.batch("train", config.num_samples, seed=0)
     layers = list(config.layers) or params_lib.weight_layer_names(r.params)
     for layer in layers:
-      res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
-                                   mask=landscape.layer_mask(r.params, layer),
-                                   resolution=config.resolution, eta=config.eta)
+      res = landscape.landscape_2d(
+          r.loss_fn, r.params, r.state, batch, key=config.seed,
+          mask=landscape.layer_mask(r.params, layer), resolution=config.resolution,
+          eta=config.eta,
+          resume_path=common.partial_path(workdir, f"landscape_{init}_{layer}.npz"))
       stats = landscape.grid_stats(res.losses, res.center_loss)
       per_layer.setdefault(layer, {})[init] = stats
       panels.append((f"{layer} ({init})", {"axes": res.axes, "losses": res.losses}))

@@ -47,7 +47,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                 log_every=10, memory_fix=_LANCZOS_FIX)
     eig[init] = [float(x) for x in top.eigenvalues]
     res = landscape.landscape_2d(r.loss_fn, r.params, r.state, batch, key=config.seed,
-                                 resolution=config.resolution, eta=config.eta)
+                                 resolution=config.resolution, eta=config.eta,
+                                 resume_path=common.partial_path(workdir, f"landscape_{init}.npz"))
     land[init] = {"axes": [a.tolist() for a in res.axes], "losses": res.losses.tolist(),
                   "stats": landscape.grid_stats(res.losses, res.center_loss),
                   "seconds": res.seconds, "lanczos_converged": bool(top.converged)}
