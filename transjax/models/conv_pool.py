@@ -50,15 +50,14 @@ from transjax.models import affine, conv as conv_lib
 MAX_PATCH_ELEMENTS = 1 << 26
 
 
-def _max_of_four_slices(x: jax.Array) -> jax.Array:
-  top = jnp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
-  bottom = jnp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
-  return jnp.maximum(top, bottom)
+def _window_max(a, b, c, d):
+  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
 
 
 @jax.custom_jvp
 def _max_pool_2x2(x: jax.Array) -> jax.Array:
-  return _max_of_four_slices(x)
+  return _window_max(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 0::2, :],
+                     x[:, 1::2, 1::2, :])
 
 
 @_max_pool_2x2.defjvp
@@ -112,6 +111,12 @@ def _plain_module(conv: nnx.Conv) -> bool:
           and conv.bias is not None and conv.dtype is None and conv.precision is None)
 
 
+def _output_hw(x_shape, kernel_shape, pads) -> tuple[int, int]:
+  """The stride-1 convolution's output height and width (NHWC input, HWIO kernel)."""
+  return (x_shape[1] + sum(pads[0]) - kernel_shape[0] + 1,
+          x_shape[2] + sum(pads[1]) - kernel_shape[1] + 1)
+
+
 def _grid_fits(x, kernel, pads) -> bool:
   """Whether the slab formulations take this grid layer (unbatched shapes)."""
   if jax.default_backend() != "cpu" or x.ndim != 4 or kernel.ndim != 4:
@@ -121,8 +126,7 @@ def _grid_fits(x, kernel, pads) -> bool:
     return False
   if kh * kw > conv_lib.TOEPLITZ_MAX_WINDOW or min(p for pair in pads for p in pair) < 0:
     return False
-  oh = x.shape[1] + sum(pads[0]) - kh + 1
-  ow = x.shape[2] + sum(pads[1]) - kw + 1
+  oh, ow = _output_hw(x.shape, kernel.shape, pads)
   if oh < 2 or ow < 2 or oh % 2 or ow % 2:
     return False
   width = 2 + kw - 1
@@ -169,10 +173,6 @@ def _grid_block(x, w, basis, coeffs, bias, pads):
   return block(x, w, basis, coeffs, bias)
 
 
-def _window_max(a, b, c, d):
-  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
-
-
 def _shared_input(x, w, basis, coeffs, bias, bias_batched, pads):
   """One input, P points' kernels w + coeffs[p] . basis -> (P, N, oh/2, ow/2, O)."""
   kh, kw, c, o = w.shape
@@ -200,9 +200,8 @@ def _shared_input(x, w, basis, coeffs, bias, bias_batched, pads):
 
 def _toeplitz_pool(x, kernel, bias, pads):
   """One point: conv (Toeplitz blocks of 2 columns) -> + bias -> 2x2 max -> ReLU."""
-  kh, kw, c, o = kernel.shape
   conv = conv_lib.toeplitz_conv(x, kernel, pads, block_limit=2)     # (n, oh, ow, o)
-  n, oh, ow, _ = conv.shape
+  n, oh, ow, o = conv.shape
   # Rows and blocks as the matmul laid them out: a window's two rows are 2 * ow * o
   # apart, its two columns o apart, so the max reads four runs of o contiguous values.
   win = conv.reshape(n, oh // 2, 2, ow // 2, 2, o)
@@ -227,7 +226,5 @@ def _per_point(x, w, basis, coeffs, bias, bias_batched, pads):
     out = lax.map(lambda a: point(*a), (x, coeffs, bias))
   else:
     out = lax.map(lambda a: point(*a, bias), (x, coeffs))
-  kh, kw, _, o = w.shape
-  oh = shape[1] + sum(pads[0]) - kh + 1
-  ow = shape[2] + sum(pads[1]) - kw + 1
-  return out.reshape(out.shape[:2] + (oh // 2, ow // 2, o))
+  oh, ow = _output_hw(shape, w.shape, pads)
+  return out.reshape(out.shape[:2] + (oh // 2, ow // 2, w.shape[-1]))
