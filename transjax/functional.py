@@ -8,8 +8,9 @@
 optionally "weight" (B,) float32 (0 for padding examples, so a ragged last batch can be
 padded to a compiled shape) and "taps" (see `transjax.models.taps`). With train=True BatchNorm uses batch
 statistics and `aux["state"]` holds the updated running statistics; with train=False it
-uses the running statistics, so the loss is a deterministic function of `params`. Every
-analysis (Hessians, landscapes, gradient measurements) uses train=False.
+uses the running statistics, so the loss is a deterministic function of `params`. The
+analyses (Hessians, landscapes, gradient measurements) call it with train=False and choose
+which statistics that means with their `bn_mode` (`transjax.analysis.batchnorm`).
 """
 
 from __future__ import annotations
@@ -114,4 +115,5 @@ def _loss_fn(graphdef: nnx.GraphDef, frozen_features: bool) -> LossFn:
     }
     return loss_sum / count, aux
 
+  loss_fn.graphdef = graphdef   # what transjax.analysis.batchnorm recalibrates with
   return loss_fn

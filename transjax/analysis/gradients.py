@@ -1,8 +1,9 @@
 """Gradient measurements: loss variation along the gradient (Fig 6, 11), gradient
 statistics of a layer (Fig 7 a-c) and the gradient scale per layer (Fig 7 d).
 
-All losses use train=False (BatchNorm running statistics), so they are deterministic
-functions of the parameters.
+All losses use train=False in the BatchNorm mode `bn_mode` (`transjax.analysis.batchnorm`;
+"batch", the loss SGD sees, is the paper's analogue; "running", the default, is the
+behaviour before the mode existed), so they are deterministic functions of the parameters.
 
 Variation along the gradient (Appendix A): at theta take g = grad L(theta) and evaluate
 L_k = L(theta - k s g), k = 0..K (K = 100). Two protocols:
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transjax import params as params_lib
+from transjax.analysis import batchnorm
 from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 from transjax.models.taps import TapRecorder
 
@@ -36,8 +38,10 @@ def _tree_norm(tree) -> jax.Array:
 
 
 def loss_gradient(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
-                  mask: Any = None) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """(loss, gradient on the masked leaves as {path: array}), train=False."""
+                  mask: Any = None, bn_mode: str = "running"
+                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(loss, gradient on the masked leaves as {path: array}), train=False in `bn_mode`."""
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   sub = partition(params, mask)
   return _value_and_grad_fn(loss_fn)(sub, params, state, batch)
 
@@ -100,9 +104,11 @@ def _check_protocols(protocols) -> tuple[str, ...]:
 def gradient_variations(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
                         *, protocols: str | tuple[str, ...] = PROTOCOLS, lr: float = 0.01,
                         step_length: float = 0.01, num_steps: int = 100, mask: Any = None,
-                        with_gradients: bool = True) -> dict[str, dict[str, Any]]:
+                        with_gradients: bool = True,
+                        bn_mode: str = "running") -> dict[str, dict[str, Any]]:
   """`gradient_variation` for several protocols from one gradient: {protocol: result}."""
   protocols = _check_protocols(protocols)
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   sub = partition(params, mask)
   dtype = jax.tree.leaves(sub)[0].dtype
   scales = jnp.asarray([lr if p == "gradient" else step_length for p in protocols], dtype)
@@ -130,7 +136,7 @@ def gradient_variations(loss_fn: Callable, params: Any, state: Any, batch: Mappi
 def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
                        protocol: str = "gradient", lr: float = 0.01, step_length: float = 0.01,
                        num_steps: int = 100, mask: Any = None,
-                       with_gradients: bool = True) -> dict[str, Any]:
+                       with_gradients: bool = True, bn_mode: str = "running") -> dict[str, Any]:
   """Loss (and gradient) along theta - k s g, k = 0..num_steps (see the module docstring).
 
   Args:
@@ -138,6 +144,7 @@ def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mappin
     mask: restrict theta and g to these parameters (None: all).
     with_gradients: also compute gradient predictiveness and beta-smoothness (one
       gradient per step instead of one loss).
+    bn_mode: "batch", "recalibrated" or "running" (`transjax.analysis.batchnorm`).
 
   Returns:
     dict with "losses" (num_steps + 1 floats, L_0 first; NaN where not finite),
@@ -148,7 +155,7 @@ def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mappin
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
   return gradient_variations(loss_fn, params, state, batch, protocols=protocol, lr=lr,
                              step_length=step_length, num_steps=num_steps, mask=mask,
-                             with_gradients=with_gradients)[protocol]
+                             with_gradients=with_gradients, bn_mode=bn_mode)[protocol]
 
 
 class GradientVariationCallback:
@@ -167,7 +174,7 @@ class GradientVariationCallback:
                protocols: str | tuple[str, ...] = "gradient", *,
                loss_fn: Callable | None = None, lr: float = 0.01, step_length: float = 0.01,
                num_steps: int = 100, mask: Any = None, with_gradients: bool = True,
-               prefix: str = "gradvar_"):
+               prefix: str = "gradvar_", bn_mode: str = "running"):
     if every_n_steps < 1:
       raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}.")
     self.protocols = _check_protocols(protocols)
@@ -175,6 +182,7 @@ class GradientVariationCallback:
     self.loss_fn, self.lr, self.step_length = loss_fn, lr, step_length
     self.num_steps, self.mask, self.with_gradients = num_steps, mask, with_gradients
     self.prefix = prefix
+    self.bn_mode = batchnorm.check_mode(bn_mode)
 
   def bind(self, loss_fn: Callable) -> "GradientVariationCallback":
     self.loss_fn = loss_fn
@@ -190,7 +198,8 @@ class GradientVariationCallback:
     out = gradient_variations(self.loss_fn, params, state, self.batch,
                               protocols=self.protocols, lr=self.lr,
                               step_length=self.step_length, num_steps=self.num_steps,
-                              mask=self.mask, with_gradients=self.with_gradients)
+                              mask=self.mask, with_gradients=self.with_gradients,
+                              bn_mode=self.bn_mode)
     metrics = {f"{self.prefix}{p}/{k}": res[k] for p, res in out.items()
                for k in self.KEYS if k in res}
     metrics[f"{self.prefix}loss"] = next(iter(out.values()))["losses"][0]
@@ -245,13 +254,14 @@ def gradient_svd_projection(grad_kernel: Any, weight_kernel: Any) -> dict[str, A
 
 
 def layer_gradient_scale(loss_fn: Callable, params: Any, state: Any,
-                         batch: Mapping[str, Any]) -> dict[str, Any]:
+                         batch: Mapping[str, Any], bn_mode: str = "running") -> dict[str, Any]:
   """||dL/dx_l||_F for the input x_l of every tapped layer, from the output layer down (Fig 7d).
 
   Uses the taps mechanism (transjax.models.taps): a TapRecorder under `jax.eval_shape`
   gives the shapes, then the gradient w.r.t. zero taps is the gradient w.r.t. each layer's
-  input activations. train=False.
+  input activations. train=False in `bn_mode`.
   """
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   recorder = TapRecorder()
   jax.eval_shape(lambda p: loss_fn(p, state, {**batch, "taps": recorder}, False)[0], params)
   if not recorder:
@@ -263,9 +273,10 @@ def layer_gradient_scale(loss_fn: Callable, params: Any, state: Any,
 
 
 def gradient_stats(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
-                   layer: str, *, bins: int = 100) -> dict[str, Any]:
+                   layer: str, *, bins: int = 100, bn_mode: str = "running") -> dict[str, Any]:
   """Fig 7 a-d for one layer: gradient histogram, SVD projection, per-layer scale."""
   path = kernel_path(params, layer)
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   loss, grads = loss_gradient(loss_fn, params, state, batch, resolve_mask(params, None))
   weights = dict(params_lib.named_leaves(params))
   return {"layer": layer, "loss": float(loss),

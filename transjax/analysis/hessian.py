@@ -1,8 +1,10 @@
 """Hessian of the loss: Hessian-vector products, top-k eigenvalues, trace, spectral density.
 
 Everything here is a pure function of the one `loss_fn` (transjax.functional) evaluated
-with train=False: BatchNorm uses its running statistics, so the loss (and its Hessian) is
-a deterministic function of the parameters.
+with train=False, in the BatchNorm mode `bn_mode` (`transjax.analysis.batchnorm`: batch
+statistics, statistics recalibrated on the sample set, or the stored running statistics;
+"running", the default, is the behaviour before the mode existed), so the loss (and its
+Hessian) is a deterministic function of the parameters.
 
     op = HessianOperator(loss_fn, params, state, batch, mask=params_lib.mask_for(p, "fc"))
     top = lanczos_top_k(op, k=20)           # the paper's Fig 3 (top-20 eigenvalues)
@@ -34,6 +36,7 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import memory, progress, sharding
+from transjax.analysis import batchnorm
 from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 
 def _as_batches(batches: Any) -> list[Mapping[str, Any]]:
@@ -67,8 +70,9 @@ def make_hvp(loss_fn: Callable) -> Callable:
 
 
 def hvp(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], v: Any,
-        mask: Any = None) -> dict[str, jax.Array]:
+        mask: Any = None, bn_mode: str = "running") -> dict[str, jax.Array]:
   """One Hessian-vector product on the masked parameters (v: dict {path: array})."""
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   sub = partition(params, mask)
   return make_hvp(loss_fn)(sub, params, state, batch, v)
 
@@ -84,12 +88,15 @@ class HessianOperator:
   """The Hessian of the mean loss over a sample set, as a linear operator on flat vectors.
 
   Args:
-    loss_fn: transjax.functional loss (evaluated with train=False: deterministic BatchNorm).
+    loss_fn: transjax.functional loss (evaluated with train=False in `bn_mode`).
     params, state: the point at which the Hessian is taken.
     batches: one batch dict (a fixed sample set) or a sequence of batches (a whole
       dataset); the HVP is the sum of per-batch HVPs weighted by batch size / total, so
       memory is bounded by one batch.
     mask: None (all parameters), layer name(s), or a boolean mask pytree.
+    bn_mode: "batch", "recalibrated" or "running" (`transjax.analysis.batchnorm`). With
+      several batches, "batch" normalises each with its own statistics and
+      "recalibrated" averages their statistics.
 
     reuse_primal: keep the gradient's reverse pass (its residuals) from one evaluation and
       get each H v as the vector-Jacobian product of the gradient (H is symmetric), so
@@ -106,14 +113,16 @@ class HessianOperator:
   """
 
   def __init__(self, loss_fn: Callable, params: Any, state: Any, batches: Any,
-               mask: Any = None, reuse_primal: bool | str = "auto"):
-    self.params, self.state = params, state
+               mask: Any = None, reuse_primal: bool | str = "auto", bn_mode: str = "running"):
     self.mask = resolve_mask(params, mask)
+    self.batches = _as_batches(batches)
+    self.bn_mode = batchnorm.check_mode(bn_mode)
+    loss_fn, state = batchnorm.prepare(loss_fn, params, state, self.batches, bn_mode)
+    self.params, self.state = params, state
     self.sub = partition(params, self.mask)
     self.flat0, self.unravel = ravel_pytree(self.sub)
     self.dim = int(self.flat0.size)
     self.dtype = self.flat0.dtype
-    self.batches = _as_batches(batches)
     sizes = np.array([_batch_size(b) for b in self.batches], np.float64)
     self.weights = sizes / sizes.sum()
     self.num_samples = int(sizes.sum())
@@ -478,15 +487,18 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
 
 def layer_top_k(loss_fn: Callable, params: Any, state: Any, batches: Any,
                 layer: str | Sequence[str], k: int = 20, *, tol: float = 1e-6,
-                max_steps: int | None = None, seed: int = 0) -> EigenResult:
-  """Top-k Hessian eigenvalues of one layer or block (the others fixed; train=False).
+                max_steps: int | None = None, seed: int = 0,
+                bn_mode: str = "running") -> EigenResult:
+  """Top-k Hessian eigenvalues of one layer or block (the others fixed; train=False in
+  `bn_mode`).
 
   The per-layer spectrum PyHessian users get by setting requires_grad=False on the other
   parameters. Here the gradient's reverse pass is kept from one evaluation
   (`HessianOperator(reuse_primal=True)`), so the activations below the layer are computed
   once, not once per Lanczos step.
   """
-  op = HessianOperator(loss_fn, params, state, batches, mask=layer, reuse_primal=True)
+  op = HessianOperator(loss_fn, params, state, batches, mask=layer, reuse_primal=True,
+                       bn_mode=bn_mode)
   return lanczos_top_k(op, k, tol=tol, max_steps=max_steps, seed=seed)
 
 

@@ -6,8 +6,10 @@ with a, b random Gaussian directions filter-normalised as in Li et al. 2018, p, 
 directions to one layer (a mask) gives the per-layer landscapes of Fig 5, the other layers
 held fixed.
 
-The loss is `loss_fn(..., train=False)`: BatchNorm uses its running statistics, so the
-surface is a deterministic function of the parameters. Grid points are evaluated with
+The loss is `loss_fn(..., train=False)` in the BatchNorm mode `bn_mode`
+(`transjax.analysis.batchnorm`; "recalibrated" is the paper's analogue, "running" the
+default and the behaviour before the mode existed), so the surface is a deterministic
+function of the parameters. Grid points are evaluated with
 `vmap` in chunks sized to a memory budget, sharded over a 1-D 'data' mesh when there are
 several devices.
 """
@@ -31,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
 from transjax import memory, progress, sharding
+from transjax.analysis import batchnorm
 from transjax.analysis.subset import resolve_mask
 from transjax.models import affine
 
@@ -442,17 +445,21 @@ def loss_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[st
                    directions: Sequence[Any], axes: Sequence[np.ndarray], *,
                    chunk_size: int | None = None,
                    memory_budget_bytes: int | None = None,
-                   vectorize: str = "vmap", resume_path: str | None = None) -> LandscapeResult:
+                   vectorize: str = "vmap", resume_path: str | None = None,
+                   bn_mode: str = "running") -> LandscapeResult:
   """The loss on the grid axes[0] x axes[1] (x ...) of coefficients along `directions`.
 
   1-D: one direction, one axis; 2-D: two. The paper's grid is
   `axes = [paper_axis(), paper_axis()]` (200 x 200, eta = 0.001) on 256 fixed samples.
   Non-finite losses are kept as NaN and reported (count and first few points).
-  The loss uses train=False (deterministic BatchNorm). `resume_path`: see
-  `evaluate_points`; points_per_second counts the points evaluated in this call.
+  The loss uses train=False in `bn_mode` ("recalibrated": statistics of `batch` at the
+  centre, fixed over the grid; "batch": each point's own batch statistics; "running": the
+  stored ones). `resume_path`: see `evaluate_points` (the fingerprint covers the
+  recalibrated statistics); points_per_second counts the points evaluated in this call.
   """
   if len(axes) != len(directions):
     raise ValueError(f"{len(axes)} axes for {len(directions)} directions.")
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   axes = [np.asarray(a, np.float64) for a in axes]
   mesh = np.meshgrid(*axes, indexing="ij")
   coeffs = np.stack([m.ravel() for m in mesh], axis=1)
@@ -473,7 +480,8 @@ def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
                  eta: float = PAPER_ETA, include_bias_bn: bool = False,
                  orthogonal: bool = False, chunk_size: int | None = None,
                  memory_budget_bytes: int | None = None,
-                 vectorize: str = "vmap", resume_path: str | None = None) -> LandscapeResult:
+                 vectorize: str = "vmap", resume_path: str | None = None,
+                 bn_mode: str = "running") -> LandscapeResult:
   """The paper's 2-D landscape: two filter-normalised directions (restricted to `mask`,
   e.g. one layer), grid eta * (-res/2 .. res/2 - 1) on both axes."""
   if isinstance(key, int):
@@ -483,7 +491,7 @@ def landscape_2d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
   axis = paper_axis(resolution, eta)
   return loss_landscape(loss_fn, params, state, batch, dirs, [axis, axis],
                         chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes,
-                        vectorize=vectorize, resume_path=resume_path)
+                        vectorize=vectorize, resume_path=resume_path, bn_mode=bn_mode)
 
 
 def landscape_1d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any], *,
@@ -491,20 +499,23 @@ def landscape_1d(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str,
                  eta: float = PAPER_ETA, include_bias_bn: bool = False,
                  chunk_size: int | None = None,
                  memory_budget_bytes: int | None = None,
-                 vectorize: str = "vmap", resume_path: str | None = None) -> LandscapeResult:
+                 vectorize: str = "vmap", resume_path: str | None = None,
+                 bn_mode: str = "running") -> LandscapeResult:
   """1-D slice along one filter-normalised direction (restricted to `mask`)."""
   if isinstance(key, int):
     key = jax.random.key(key)
   (d,) = random_directions(key, params, 1, mask, include_bias_bn=include_bias_bn)
   return loss_landscape(loss_fn, params, state, batch, [d], [paper_axis(resolution, eta)],
                         chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes,
-                        vectorize=vectorize, resume_path=resume_path)
+                        vectorize=vectorize, resume_path=resume_path, bn_mode=bn_mode)
 
 
 def sequential_landscape(loss_fn: Callable, params: Any, state: Any, batch: Mapping[str, Any],
-                         directions: Sequence[Any], axes: Sequence[np.ndarray]) -> np.ndarray:
+                         directions: Sequence[Any], axes: Sequence[np.ndarray], *,
+                         bn_mode: str = "running") -> np.ndarray:
   """Reference: one jitted single-point evaluation per grid point (as the loss-landscape
   tool does); for benchmarks and tests."""
+  loss_fn, state = batchnorm.prepare(loss_fn, params, state, batch, bn_mode)
   f = jax.jit(_point_fn(loss_fn))
   dtype = jnp.asarray(jax.tree.leaves(params)[0]).dtype
   mesh = np.meshgrid(*axes, indexing="ij")

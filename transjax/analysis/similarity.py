@@ -25,12 +25,7 @@ import numpy as np
 from flax import nnx
 
 from transjax import params as params_lib
-
-
-def batchnorm_layers(model: nnx.Module) -> list[tuple[str, nnx.BatchNorm]]:
-  """(name, module) of every BatchNorm of `model`, names as the parameter paths use them."""
-  return [(params_lib.path_str(path), m) for path, m in nnx.iter_modules(model)
-          if isinstance(m, nnx.BatchNorm)]
+from transjax.analysis.batchnorm import batchnorm_layers
 
 
 def stored_statistics(model: nnx.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
