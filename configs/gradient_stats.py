@@ -19,6 +19,9 @@ def _base():
   c.split = "train"
   c.num_samples = 256
   c.seed = 0
+  # BatchNorm statistics (transjax/analysis/batchnorm.py): batch | recalibrated (on the
+  # analysed samples, then fixed) | running (as stored). batch: the gradient SGD takes, in train mode.
+  c.bn_mode = "batch"
   c.layer = "conv2"
   c.bins = 100
   return c

@@ -20,6 +20,9 @@ def _base():
   c.split = "train"
   c.num_samples = 256
   c.seed = 0
+  # BatchNorm statistics (transjax/analysis/batchnorm.py): batch | recalibrated (on the
+  # analysed samples, then fixed) | running (as stored). batch: the training loss along SGD's gradient.
+  c.bn_mode = "batch"
   c.protocols = "gradient,fixed"
   c.lr = 0.01              # "gradient" protocol: step = lr * g
   c.step_length = 0.01     # "fixed" protocol: each step moves this far

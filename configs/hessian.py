@@ -20,6 +20,9 @@ def _base():
   c.split = "train"
   c.num_samples = 256
   c.seed = 0
+  # BatchNorm statistics (transjax/analysis/batchnorm.py): batch | recalibrated (on the
+  # analysed samples, then fixed) | running (as stored). recalibrated: PyHessian's model.eval() on statistics that fit the data.
+  c.bn_mode = "recalibrated"
   c.layers = ""            # comma-separated layer names; "" = all parameters
   c.method = "lanczos"     # lanczos | power
   c.top_k = 20

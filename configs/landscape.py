@@ -19,6 +19,9 @@ def _base():
   c.split = "train"
   c.num_samples = 256
   c.seed = 0
+  # BatchNorm statistics (transjax/analysis/batchnorm.py): batch | recalibrated (on the
+  # analysed samples, then fixed) | running (as stored). recalibrated: loss-landscape's net.eval() on statistics that fit the data.
+  c.bn_mode = "recalibrated"
   c.layer = ""                 # "" = all parameters; else one layer (--layer overrides)
   c.dims = 2                   # 1 or 2
   c.resolution = 51

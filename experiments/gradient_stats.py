@@ -15,7 +15,7 @@ from absl import app, flags
 from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import gradients
+from transjax.analysis import batchnorm, gradients
 
 _FLAGS = {}
 
@@ -32,6 +32,7 @@ def _define_flags():
 
 @workdir_lock.locked()
 def run(config, workdir: str, layer: str | None = None) -> dict:
+  batchnorm.check_mode(config.bn_mode)
   workdir = results_lib.ensure_workdir(workdir)
   layer = layer or config.layer
   out = {"config": config.to_dict(), "layer": layer, "runs": {}}
@@ -39,7 +40,7 @@ def run(config, workdir: str, layer: str | None = None) -> dict:
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     stats = gradients.gradient_stats(r.loss_fn, r.params, r.state, batch, layer,
-                                     bins=config.bins)
+                                     bins=config.bins, bn_mode=config.bn_mode)
     ds = r.train_data if config.split == "train" else r.test_data
     out["runs"][run_dir] = {**stats, "data": ds.provenance.describe(ds.name)}
   short = {os.path.basename(k): v for k, v in out["runs"].items()}

@@ -16,7 +16,7 @@ from absl import app, logging
 from transjax import cli, plotting, progress, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import gradients
+from transjax.analysis import batchnorm, gradients
 
 _FLAGS = {}
 
@@ -33,6 +33,7 @@ def _define_flags():
 @workdir_lock.locked()
 def run(config, workdir: str) -> dict:
   layers = cli.layer_selection(config.layers)  # refuse an empty selection first
+  batchnorm.check_mode(config.bn_mode)
   workdir = results_lib.ensure_workdir(workdir)
   protocols = cli.split_csv(config.protocols)
   out = {"config": config.to_dict(), "runs": {}}
@@ -46,8 +47,9 @@ def run(config, workdir: str) -> dict:
   eta = progress.Estimate(sum(len(steps) for _, steps in plan), "gradient_variation",
                           unit="checkpoints")
   for run_dir, steps in plan:
-    per = {p: {"steps": [], "max_change": [], "max_abs_change": [], "grad_predictiveness": [],
-               "beta_smoothness": [], "grad_norm": []} for p in protocols}
+    per = {p: {"steps": [], "max_change": [], "max_abs_change": [], "max_rise": [],
+               "descent": [], "grad_predictiveness": [], "beta_smoothness": [], "grad_norm": []}
+           for p in protocols}
     data = None
     for step in steps:
       r = runs_lib.load_run(run_dir, step)
@@ -58,10 +60,10 @@ def run(config, workdir: str) -> dict:
         res = gradients.gradient_variation(r.loss_fn, r.params, r.state, batch, protocol=p,
                                            lr=config.lr, step_length=config.step_length,
                                            num_steps=config.num_steps,
-                                           mask=layers)
+                                           mask=layers, bn_mode=config.bn_mode)
         per[p]["steps"].append(step)
-        for k in ("max_change", "max_abs_change", "grad_predictiveness", "beta_smoothness",
-                  "grad_norm"):
+        for k in ("max_change", "max_abs_change", "max_rise", "descent", "grad_predictiveness",
+                  "beta_smoothness", "grad_norm"):
           per[p][k].append(res[k])
       eta.update(eta.done + 1)
       logging.info("gradient_variation: %s step %d (%d/%d checkpoints), %s", run_dir, step,

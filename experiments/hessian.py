@@ -14,7 +14,7 @@ from absl import app
 from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import hessian
+from transjax.analysis import batchnorm, hessian
 
 _FLAGS = {}
 
@@ -32,13 +32,14 @@ def _define_flags():
 def run(config, workdir: str) -> dict:
   """Measures every run in config.checkpoints; writes results.json (+ a bar plot)."""
   layers = cli.layer_selection(config.layers)  # refuse an empty selection first
+  batchnorm.check_mode(config.bn_mode)
   workdir = results_lib.ensure_workdir(workdir)
   out = {"config": config.to_dict(), "runs": []}
   for run_dir in cli.split_csv(config.checkpoints):
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch,
-                                 mask=layers)
+                                 mask=layers, bn_mode=config.bn_mode)
     if config.method == "lanczos":
       top = hessian.lanczos_top_k(op, config.top_k, tol=config.tol,
                                   max_steps=config.max_steps or None, seed=config.seed,

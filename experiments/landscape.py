@@ -4,7 +4,8 @@ r"""Loss landscape (1-D or 2-D, filter-normalised directions) around a checkpoin
         --config.checkpoints=runs/lenet_mnist --workdir=runs/landscape --layer=conv2 --center=init
 
 Writes results.json (center_loss, axes, losses, chunk plan, NaN report, data) and
-landscape.png (contour levels every 0.05). The loss uses BatchNorm running statistics.
+landscape.png (contour levels every 0.05). BatchNorm: config.bn_mode (recalibrated on the
+analysed samples by default; transjax/analysis/batchnorm.py).
 While the grid runs, landscape_partial.npz holds the losses of its finished chunks: run
 the same command again after a kill and it resumes from there.
 """
@@ -18,7 +19,7 @@ from absl import app, flags
 from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import landscape
+from transjax.analysis import batchnorm, landscape
 
 _FLAGS = {}
 
@@ -39,6 +40,7 @@ def _define_flags():
 @workdir_lock.locked()
 def run(config, workdir: str, layer: str | None = None, center: str | None = None) -> dict:
   """Evaluates the grid around the first run of config.checkpoints; writes the outputs."""
+  batchnorm.check_mode(config.bn_mode)
   workdir = results_lib.ensure_workdir(workdir)
   run_dir = cli.split_csv(config.checkpoints)[0]
   which = center if center is not None else config.which
@@ -59,7 +61,7 @@ def run(config, workdir: str, layer: str | None = None, center: str | None = Non
       r.loss_fn, r.params, r.state, batch, dirs, [axis] * config.dims,
       chunk_size=config.chunk_size or None,
       memory_budget_bytes=int(config.memory_budget_mb * 2**20) or None,
-      vectorize=config.vectorize, resume_path=partial)
+      vectorize=config.vectorize, resume_path=partial, bn_mode=config.bn_mode)
   ds = r.train_data if config.split == "train" else r.test_data
   out = {"config": config.to_dict(), "run": run_dir, "center": str(which),
          "layer": layer or "all", **res.to_dict(),

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
                             inputs_labels, minima, pretrain_epochs, report, theory_section,
                             transfer_targets, tsne_weights)
 
 R, P, N = common.REPRODUCED, common.PARTLY, common.NOT_REPRODUCED
+I = common.INCONCLUSIVE
 
 
 def _verdicts(claims):
@@ -63,6 +66,79 @@ def test_compare(a, b, relation, passed, says):
   check = common.compare("c", a, b, relation, **kw)
   assert check.passed is passed, check
   assert says in check.detail, check
+  # Every Welch comparison over seeds states what it could detect; the others do not.
+  welch = "Welch" in check.detail and "undefined" not in check.detail
+  assert ("at 80% power" in check.detail) is welch, check
+
+
+def _with_sd(sd, n, mean=0.0):
+  """n values with sample standard deviation (ddof=1) exactly `sd`."""
+  z = np.linspace(-1.0, 1.0, n)
+  return mean + sd * z / z.std(ddof=1)
+
+
+@pytest.mark.parametrize("n_a, n_b, sd_a, sd_b", [
+    (3, 3, 1.0, 1.0), (3, 3, 0.5, 2.0), (5, 5, 1.0, 1.0), (5, 5, 0.02, 0.01),
+    (2, 2, 1.0, 1.0), (3, 5, 1.0, 3.0)])
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_detectable_difference_has_80_percent_power(n_a, n_b, sd_a, sd_b, alternative):
+  # Monte Carlo: with the stated difference as the true effect and the samples' SDs as
+  # the true SDs, scipy's Welch test at ALPHA rejects about 80% of the time.
+  a, b = _with_sd(sd_a, n_a, mean=5.0), _with_sd(sd_b, n_b)
+  mde = common.detectable_difference(a, b, alternative)
+  assert mde > 0
+  sign = -1.0 if alternative == "less" else 1.0
+  rng = np.random.default_rng(0)
+  sims_a = rng.normal(sign * mde, sd_a, (4000, n_a))
+  sims_b = rng.normal(0.0, sd_b, (4000, n_b))
+  p = stats.ttest_ind(sims_a, sims_b, axis=1, equal_var=False, alternative=alternative).pvalue
+  assert abs(np.mean(p < common.ALPHA) - 0.8) < 0.05
+  # The location of the samples does not matter, only their spread and n.
+  assert common.detectable_difference(a - 5.0, b + 1.0, alternative) == pytest.approx(mde)
+
+
+def test_detectable_difference_tends_to_the_textbook_formula():
+  # Large n: (t_{1-alpha(/2), df} + t_{0.8, df}) * se with the Welch-Satterthwaite df.
+  a, b = _with_sd(1.0, 60), _with_sd(2.0, 40)
+  va, vb = 1.0 / 60, 4.0 / 40
+  df = (va + vb)**2 / (va**2 / 59 + vb**2 / 39)
+  for alternative, q in (("greater", 0.95), ("two-sided", 0.975)):
+    textbook = (stats.t.ppf(q, df) + stats.t.ppf(0.8, df)) * math.sqrt(va + vb)
+    assert common.detectable_difference(a, b, alternative) == pytest.approx(textbook, rel=0.01)
+  # Small n: larger than the textbook value, whose power falls short (the test estimates
+  # its df from the sample, at most the plug-in df).
+  a, b = _with_sd(1.0, 3), _with_sd(1.0, 3)
+  textbook = (stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * math.sqrt(2 / 3)
+  assert common.detectable_difference(a, b, "two-sided") > 1.1 * textbook
+
+
+def test_detectable_difference_degenerate_cases():
+  assert common.detectable_difference([1.0], [0.5, 0.6], "greater") is None       # n = 1
+  assert common.detectable_difference(0.3, 0.2, "two-sided") is None
+  assert math.isnan(common.detectable_difference([1.0, float("nan")], [1.0, 2.0], "less"))
+  assert common.detectable_difference([2.0, 2.0], [1.0, 1.0], "greater") == 0.0   # exact
+  assert common.detectable_difference([2.0, 2.0], [1.0, 1.5], "greater") > 0      # one spread
+  one, two = (common.detectable_difference([0.9, 0.91, 0.93], [0.8, 0.85, 0.81], alt)
+              for alt in ("greater", "two-sided"))
+  assert 0 < one < two
+
+
+def test_compare_states_the_detectable_difference_in_its_units():
+  a, b = [0.30, 0.25], [0.20, 0.22]
+  check = common.greater("c", a, b, scale=100, digits=1, unit="%")
+  mde = common.detectable_difference(a, b, "greater")
+  assert check.detail.endswith(f"n=2/2, detectable difference ≥ {100 * mde:.1f}% at 80% power")
+  assert not check.passed                                 # p = 0.0998: unchanged by the text
+  similar = common.similar("c", [0.914, 0.916, 0.906], [0.913, 0.913, 0.894])
+  mde = common.detectable_difference([0.914, 0.916, 0.906], [0.913, 0.913, 0.894], "two-sided")
+  assert similar.passed, similar
+  assert f"two-sided p=0.505, n=3/3, detectable difference ≥ {mde:.3f} " in similar.detail
+  margin = common.greater("m", [0.50, 0.51, 0.49], [0.40, 0.41, 0.39], margin=0.05)
+  assert margin.passed and "beyond the margin at 80% power" in margin.detail
+  # No noise estimate, or none needed: no detectable difference stated.
+  for check in (common.greater("c", 0.3, 0.2), common.greater("c", [2.0, 2.0], [1.0, 1.0]),
+                common.greater("c", [0.3], [0.2, 0.25])):
+    assert "detectable" not in check.detail, check
 
 
 def test_margin_and_thresholds():
@@ -128,13 +204,23 @@ NOISY_SC = {t: [e - 0.04, e + 0.03, e + 0.04] for t, e in (("near", 0.15), ("mid
     (_tt(QUICK_FT, QUICK_SC), [R, R, P, R]),
     (_tt(NOISY_FT, NOISY_SC), [P, R, N, R]),
     # Everything against the paper: train error high, no spread, deviation anti-ordered,
-    # scratch better everywhere, deviation falling.
+    # scratch better everywhere, deviation falling. Table 2 compares networks that did not
+    # fit their training data: inconclusive.
     (_tt({t: [0.3, 0.31] for t in ("near", "mid", "far")},
          {t: [0.1, 0.11] for t in ("near", "mid", "far")},
-         dev={"near": 0.3, "mid": 0.2, "far": 0.1}, train=0.3, curve=DEC), [N, N, N, N]),
+         dev={"near": 0.3, "mid": 0.2, "far": 0.1}, train=0.3, curve=DEC), [N, N, I, N]),
 ], ids=["agree", "quick-run-table2", "within-noise", "contra"])
 def test_transfer_targets(results, expected):
   assert _verdicts(transfer_targets.claims(results)) == expected
+
+
+def test_table2_with_an_unconverged_scratch_network_is_inconclusive():
+  results = _tt(GOOD_FT, GOOD_SC)
+  results["table"]["far"]["scratch"]["train_error"] = [0.35, 0.33, 0.37]
+  claim = transfer_targets.claims(results)[2]
+  assert claim.verdict == I and all(c.passed for c in claim.checks)
+  assert "far scratch: training error 35.0% > 1%" in claim.inconclusive
+  assert "not at a minimum" in report.verdict_text(claim.to_dict())
 
 
 def test_fig2_converges_and_rank_order_against_noise():

@@ -58,8 +58,8 @@ def test_callback(lenet):
     cb(0, p, s)
   out = cb.bind(loss_fn)(0, p, s)
   assert set(out) == {f"gradvar_fixed/{k}" for k in (
-      "max_change", "max_abs_change", "grad_norm", "grad_predictiveness", "beta_smoothness")
-                      } | {"gradvar_loss"}
+      "max_change", "max_abs_change", "max_rise", "descent", "grad_norm",
+      "grad_predictiveness", "beta_smoothness")} | {"gradvar_loss"}
   assert all(np.isfinite(v) for v in out.values())
   with pytest.raises(ValueError, match="protocols must be among"):
     gradients.GradientVariationCallback(3, batch, ("fixed", "steepest"))

@@ -65,9 +65,9 @@ def test_smoke_run_writes_contract_files(smoke_runs, name):
 
 
 def test_target_pair_is_shared(smoke_runs):
-  dirs = {smoke_runs[n][1]["run_dirs"]["pretrained"] for n in ("minima", "init_landscapes",
-                                                                "gradient_stats")}
-  assert len(dirs) == 1
+  dirs = {tuple(smoke_runs[n][1]["run_dirs"]["pretrained"])
+          for n in ("minima", "init_landscapes", "gradient_stats")}
+  assert len(dirs) == 1 and len(next(iter(dirs))) == 1   # smoke: one seed
 
 
 # ---------------------------------------------------- helpers behind the claims

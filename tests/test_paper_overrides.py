@@ -195,7 +195,7 @@ def test_a_pair_run_reads_its_data_once(tmp_path, monkeypatch):
   """The gradient-variation callback and the training run share one `load_data`."""
   loads, trained = [], {}
   monkeypatch.setattr(pairs.run_data, "load_data", lambda c: loads.append(c) or "the data")
-  monkeypatch.setattr(pairs, "variation_callback", lambda c, s, data: ("callback", data))
+  monkeypatch.setattr(pairs, "variation_callbacks", lambda c, s, data: [("callback", data)])
   monkeypatch.setattr(pairs.train_lib, "train",
                       lambda c, d, callbacks, data: trained.update(callbacks=callbacks, data=data))
   config = ml_collections.ConfigDict({"seed": 0})

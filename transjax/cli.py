@@ -222,7 +222,8 @@ def run_paper_app(module, config_file: str) -> None:
     if results.get("summary"):
       print(results["summary"])
     for claim in results["claims"]:
-      print(f"[{claim['verdict']}] {claim['element']}: {claim['ours']}")
+      reason = f": {claim['inconclusive']}" if claim.get("inconclusive") else ""
+      print(f"[{claim['verdict']}{reason}] {claim['element']}: {claim['ours']}")
     print(f"-> {workdir.value}/results.json")
 
   app.run(main, flags_parser=parse_flags)

@@ -9,7 +9,9 @@ Variation along the gradient (Appendix A): at theta take g = grad L(theta) and e
 L_k = L(theta - k s g), k = 0..K (K = 100). Two protocols:
   "gradient": s = lr, so each step moves lr * ||g|| (proportional to the gradient);
   "fixed":    s = step_length / ||g||, so each step moves exactly step_length.
-Reported: max_change = max_k L_k - min_k L_k, max_abs_change = max_k |L_k - L_0|, and
+Reported: max_change = max_k L_k - min_k L_k, max_abs_change = max_k |L_k - L_0|,
+max_rise = max_k (L_k - min_{j <= k} L_j), the largest climb along the path (0 for a
+monotone descent, which max_change counts as variation), descent = L_0 - min_k L_k, and
 (Santurkar et al. 2018) gradient predictiveness ||grad L(theta - s g) - g|| and effective
 beta-smoothness max_k ||grad L(theta - k s g) - g|| / ||k s g||.
 """
@@ -93,6 +95,16 @@ def _variation_fn(loss_fn, num_steps: int, protocols: tuple[str, ...], with_grad
   return jax.jit(run)
 
 
+def max_rise(path: np.ndarray) -> float:
+  """max_k (L_k - min_{j <= k} L_j) over the finite losses of a path: how far the loss climbs
+  back up after its lowest point so far (0 for a monotone descent); NaN without any."""
+  losses = np.asarray(path, np.float64)
+  losses = losses[np.isfinite(losses)]
+  if not len(losses):
+    return float("nan")
+  return float(np.max(losses - np.minimum.accumulate(losses)))
+
+
 def _check_protocols(protocols) -> tuple[str, ...]:
   protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
   bad = [p for p in protocols if p not in PROTOCOLS]
@@ -123,6 +135,8 @@ def gradient_variations(loss_fn: Callable, params: Any, state: Any, batch: Mappi
            "max_change": float(np.nanmax(path) - np.nanmin(path)) if finite.any() else np.nan,
            "max_abs_change": float(np.nanmax(np.abs(path - path[0]))) if finite[1:].any()
                              and finite[0] else np.nan,
+           "max_rise": max_rise(path), "descent": float(path[0] - np.nanmin(path))
+                       if finite[0] else np.nan,
            "grad_norm": float(gnorm), "step": float(steps[i])}
     if with_gradients:
       d = np.asarray(diffs[i], np.float64)
@@ -148,7 +162,8 @@ def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mappin
 
   Returns:
     dict with "losses" (num_steps + 1 floats, L_0 first; NaN where not finite),
-    "num_nonfinite", "max_change", "max_abs_change" (both over the finite losses),
+    "num_nonfinite", "max_change", "max_abs_change", "max_rise", "descent" (over the
+    finite losses),
     "grad_norm", "step" (s), and with gradients "grad_predictiveness", "beta_smoothness".
   """
   if not isinstance(protocol, str):
@@ -164,11 +179,13 @@ class GradientVariationCallback:
   The trainer calls `metrics.update(cb(step, params, state))` where `cb.should_run(step)`.
   The loss function is given here or bound later with `bind(loss_fn)` (the trainer builds
   the model). Output keys, per protocol: f"{prefix}{protocol}/max_change", ".../max_abs_change",
-  ".../grad_norm", and with gradients ".../grad_predictiveness", ".../beta_smoothness";
+  ".../max_rise", ".../descent", ".../grad_norm", and with gradients
+  ".../grad_predictiveness", ".../beta_smoothness";
   and f"{prefix}loss", the loss at the current parameters.
   """
 
-  KEYS = ("max_change", "max_abs_change", "grad_norm", "grad_predictiveness", "beta_smoothness")
+  KEYS = ("max_change", "max_abs_change", "max_rise", "descent", "grad_norm",
+          "grad_predictiveness", "beta_smoothness")
 
   def __init__(self, every_n_steps: int, batch: Mapping[str, Any],
                protocols: str | tuple[str, ...] = "gradient", *,

@@ -10,6 +10,7 @@ noise, `NOISE_RULE`, which the REPORT prints.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -26,9 +27,11 @@ from transjax import train
 REPRODUCED = "reproduced"
 PARTLY = "partly reproduced"
 NOT_REPRODUCED = "not reproduced"
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, INCONCLUSIVE)
 
 ALPHA = 0.05
+POWER = 0.8   # the power at which a Welch check states its detectable difference
 NOISE_RULE = (
     "Noise rule: where a check compares conditions measured over seeds, a difference counts "
     f"only when a one-sided Welch t-test over the seeds gives p < {ALPHA} "
@@ -41,7 +44,11 @@ NOISE_RULE = (
     "says \"single run, no noise estimate\". Thresholds (e.g. train error ≤ 5%) apply to the "
     "mean over seeds. A rank correlation across targets must reach its threshold on the "
     "means and have the lower end of its one-sided 95% bootstrap interval over seeds "
-    "(1000 resamples, fixed seed) above zero. ± is the standard deviation over seeds. "
+    "(1000 resamples, fixed seed) above zero. Each Welch check also states the smallest "
+    f"difference it could detect: the true difference its test would find with {POWER:.0%} "
+    "power at its n if the standard deviations over seeds were the true ones, so a \"~\" "
+    "or a failed \"greater than\" says little about smaller differences. ± is the "
+    "standard deviation over seeds. "
     "A NaN or a missing number fails its check.")
 SINGLE_RUN = "single run, no noise estimate"
 
@@ -66,7 +73,9 @@ class Claim:
 
   `checks` are the parts the statement's sentence states (`Check`s); the verdict is
   `verdict_from_checks` over all of them. A claim that could not be checked (not run)
-  carries one failing check that says so.
+  carries one failing check that says so. `inconclusive` (e.g. "not at a minimum (random
+  seed 0: training error 35% > 1%)"): the measurement cannot speak to the claim, so the
+  verdict is INCONCLUSIVE whatever the checks give (they are still computed and shown).
   """
   element: str          # "Table 1", "Fig 8a", ...
   statement: str        # what the paper claims, in words
@@ -74,7 +83,8 @@ class Claim:
   ours: str             # our numbers, formatted
   checks: tuple[Check, ...]
   why: str = ""         # e.g. "stand-in data (USPS for SVHN); LeNet instead of ResNet-50"
-  verdict: str = ""     # computed from `checks`; never passed in
+  verdict: str = ""     # computed from `checks` and `inconclusive`; never passed in
+  inconclusive: str = ""  # why the checks cannot decide (the verdict is then INCONCLUSIVE)
 
   def __post_init__(self):
     if isinstance(self.checks, str):
@@ -83,7 +93,8 @@ class Claim:
     checks = tuple(self.checks)
     if not checks or not all(isinstance(c, Check) for c in checks):
       raise ValueError(f"a Claim needs at least one Check, got {self.checks!r}")
-    verdict = verdict_from_checks([c.passed for c in checks])
+    verdict = (INCONCLUSIVE if self.inconclusive
+               else verdict_from_checks([c.passed for c in checks]))
     if self.verdict and self.verdict != verdict:
       raise ValueError(f"verdict {self.verdict!r} given, but the checks give {verdict!r}")
     object.__setattr__(self, "checks", checks)
@@ -92,7 +103,7 @@ class Claim:
   def to_dict(self) -> dict[str, Any]:
     return {"element": self.element, "statement": self.statement, "paper": self.paper,
             "ours": self.ours, "verdict": self.verdict, "why": self.why,
-            "checks": [c.to_dict() for c in self.checks]}
+            "inconclusive": self.inconclusive, "checks": [c.to_dict() for c in self.checks]}
 
 
 def verdict_from_checks(checks: Sequence[bool]) -> str:
@@ -132,6 +143,73 @@ def welch_p(a: Any, b: Any, alternative: str) -> float | None:
     hit = {"greater": d > 0, "less": d < 0, "two-sided": d != 0}[alternative]
     return 0.0 if hit else 1.0
   return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+
+
+@functools.lru_cache(maxsize=None)
+def _variance_nodes(dof: int) -> tuple[np.ndarray, np.ndarray]:
+  """Quadrature over a sample variance: nodes r = s^2 / sigma^2 ~ chi2(dof) / dof, weights."""
+  from scipy import special  # pylint: disable=import-outside-toplevel
+  if dof > 300:  # Gamma(dof/2) overflows in the weights; s^2 ~ sigma^2 to within ~8% here
+    return np.ones(1), np.ones(1)
+  u, w = special.roots_genlaguerre(128, dof / 2 - 1)  # chi2(dof) = 2 * Gamma(dof/2, 1)
+  w = w / w.sum()
+  keep = w > 1e-14  # the far tail's nodes carry nothing
+  return 2 * u[keep] / dof, w[keep]
+
+
+def detectable_difference(a: Any, b: Any, alternative: str,
+                          power: float = POWER) -> float | None:
+  """Smallest true difference of means the Welch test `welch_p(a, b, alternative)` (at
+  ALPHA) would detect with probability `power`, taking a's and b's sample standard
+  deviations (ddof=1) as the true ones; a magnitude in a's and b's units.
+
+  For a true difference delta, with s_a, s_b, n_a, n_b the observed SDs and sizes and
+  se = sqrt(s_a^2/n_a + s_b^2/n_b), the test's power is
+
+    power(delta) = E[ Phi(delta/se - c) + (two-sided: Phi(-delta/se - c)) ],
+    c = t_{1-alpha (/2 two-sided), df^}  *  se^/se,
+
+  where se^ and df^ (Welch-Satterthwaite) are computed from sample variances
+  s^_a^2 ~ s_a^2 chi2(n_a-1)/(n_a-1) and s^_b^2 likewise, as the test computes them, and
+  E is over those two (Gauss-Laguerre quadrature, 128 nodes each); this returns the delta
+  at which power(delta) = `power`. It tends to the textbook
+  (t_{1-alpha(/2), df} + t_{power, df}) * se, with df from s_a and s_b, as n grows, but
+  that one overstates the power at small n (at n = 2/2 and equal SDs its delta has 57%
+  power one-sided, 44% two-sided; at 3/3, 75% and 68%) because the estimated df^ varies
+  from sample to sample and is at most df.
+
+  Returns None with fewer than 2 values on either side (no noise estimate), NaN when a
+  value is not finite, and 0.0 when neither group has any spread (the means decide
+  exactly, see `welch_p`).
+  """
+  from scipy import optimize, special  # pylint: disable=import-outside-toplevel
+  a, b = _values(a), _values(b)
+  if len(a) < 2 or len(b) < 2:
+    return None
+  if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    return float("nan")
+  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)  # squared standard errors
+  if va == 0 and vb == 0:
+    return 0.0
+  two_sided = {"greater": False, "less": False, "two-sided": True}[alternative]
+  (ra, wa), (rb, wb) = _variance_nodes(len(a) - 1), _variance_nodes(len(b) - 1)
+  va_hat, vb_hat = va * ra[:, None], vb * rb[None, :]
+  weights = wa[:, None] * wb[None, :]
+  df_hat = (va_hat + vb_hat)**2 / (va_hat**2 / (len(a) - 1) + vb_hat**2 / (len(b) - 1))
+  se = np.sqrt(va + vb)
+  c = (special.stdtrit(df_hat, 1 - ALPHA / 2 if two_sided else 1 - ALPHA)  # t quantile
+       * np.sqrt(va_hat + vb_hat) / se)
+
+  def shortfall(delta):  # power(delta * se) - power
+    hit = special.ndtr(delta - c)  # the normal CDF
+    if two_sided:
+      hit = hit + special.ndtr(-delta - c)
+    return float(np.sum(weights * hit)) - power
+
+  high = 1.0
+  while shortfall(high) < 0:
+    high *= 2
+  return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10) * se)
 
 
 def _fmt(values: np.ndarray, scale: float, digits: int, unit: str) -> str:
@@ -191,7 +269,11 @@ def compare(name: str, a: Any, b: Any, relation: str, *, scale: float = 1.0, dig
     return Check(name, passed, f"{numbers}, no spread in either group (exact), "
                                f"n={len(a)}/{len(b)}")
   side = "two-sided" if alternative == "two-sided" else "one-sided"
-  return Check(name, passed, f"{numbers}, Welch {side} p={p:.3g}, n={len(a)}/{len(b)}")
+  mde = detectable_difference(a, b, alternative)
+  beyond = " beyond the margin" if margin else ""
+  return Check(name, passed, f"{numbers}, Welch {side} p={p:.3g}, n={len(a)}/{len(b)}, "
+                             f"detectable difference ≥ {scale * mde:.{digits}f}{unit}{beyond} "
+                             f"at {POWER:.0%} power")
 
 
 def greater(name: str, a: Any, b: Any, **kw) -> Check:

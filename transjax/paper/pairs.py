@@ -19,13 +19,18 @@ from transjax import functional
 from transjax import results as results_lib
 from transjax import train as train_lib
 from transjax import weights
-from transjax.analysis import gradients
+from transjax.analysis import batchnorm, gradients
 from transjax.config import data_spec, training_defaults
 from transjax.data import run_data
 from transjax.paper import common, overrides, sources
 
 INITS = ("pretrained", "random")
 PREFIX = "gradvar_"   # metric keys the callback writes: gradvar_<protocol>/max_change, ...
+# BatchNorm modes the callback measures in (transjax.analysis.batchnorm): the first one's
+# keys are PREFIX..., the others' PREFIX<mode>_... . "batch" is the training loss along
+# SGD's gradient (the paper's Fig 6/11 measure it during training); "running" the stored
+# statistics (the protocol before the mode). A model without BatchNorm records the first.
+VARIATION_BN_MODES = ("batch", "running")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,7 @@ class VariationSettings:
   num_points: int          # K: points along the gradient (the paper: 100)
   fixed_step: float        # delta of the fixed-step protocol
   num_samples: int         # fixed sample set (the paper: 256)
+  bn_modes: tuple[str, ...] = VARIATION_BN_MODES
 
 
 def variation_settings(preset: str) -> VariationSettings:
@@ -42,9 +48,14 @@ def variation_settings(preset: str) -> VariationSettings:
     return VariationSettings(every=10, num_points=8, fixed_step=0.05, num_samples=64)
   if preset == "quick":
     return VariationSettings(every=20, num_points=20, fixed_step=0.05, num_samples=256)
-  if preset == "imagenet":   # EfficientNet-Lite0 on CPU: each point is a 64-image forward
-    return VariationSettings(every=25, num_points=8, fixed_step=0.05, num_samples=64)
+  if preset == "imagenet":   # EfficientNet-Lite0 on CPU: each point is a 128-image forward
+    return VariationSettings(every=25, num_points=20, fixed_step=0.05, num_samples=128)
   return VariationSettings(every=500, num_points=100, fixed_step=0.05, num_samples=256)
+
+
+def variation_prefix(mode: str, settings: VariationSettings) -> str:
+  """The metric-key prefix of the callback measuring in BatchNorm mode `mode`."""
+  return PREFIX if mode == settings.bn_modes[0] else f"{PREFIX}{mode}_"
 
 
 # target name -> (train spec, test spec); LeNet 28x28 grey unless full.
@@ -75,7 +86,15 @@ def pair_fields(preset: str, full_target: str) -> ml_collections.ConfigDict:
   c.source_weights = ""              # full: torchvision ResNet-50 ImageNet weights file
   c.target = {"smoke": "digits", "quick": "usps", "imagenet": "cifar10",
               "full": full_target}[preset]
-  c.seed = 0
+  c.seed = 0                         # landscape directions, Lanczos start
+  # Training seeds of the pair: every compared condition is trained and measured once per
+  # seed, and the claims test the difference against the spread over seeds.
+  c.seeds = (0,) if preset == "smoke" else (0, 1, 2)
+  # BatchNorm statistics the instruments measure with (transjax.analysis.batchnorm): each
+  # experiment's preset sets bn_mode to the paper's analogue; bn_compare is measured too
+  # where the network has BatchNorm, and claims whose verdict differs in it say so.
+  c.bn_mode = "running"
+  c.bn_compare = "running"
   if preset == "full":
     c.source_weights = "weights/resnet50-0676ba61.pth"
   if preset == "imagenet":           # EfficientNet-Lite0's installed ImageNet weights
@@ -134,8 +153,17 @@ def source_for(preset: str, shared_dir: str, data_dir: str, *, name: str = "mnis
   return sources.ensure_source(name, preset, shared_dir, data_dir=data_dir, experiment=experiment)
 
 
-def pair_dir(shared_dir: str, target: str, init: str, tag: str = "") -> str:
-  return os.path.join(shared_dir, "targets", f"{target}{tag}_{init}")
+def pair_dir(shared_dir: str, target: str, init: str, tag: str = "", seed: int = 0) -> str:
+  """`<shared_dir>/targets/<target><tag>_<init>`, with `_s<seed>` after the target for seeds
+  other than 0 (so the seed-0 runs of earlier versions are reused)."""
+  seed_tag = f"_s{seed}" if seed else ""
+  return os.path.join(shared_dir, "targets", f"{target}{tag}{seed_tag}_{init}")
+
+
+def seeds_of(ecfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The pair's training seeds named by an experiment config (`seeds`, else `(seed,)`)."""
+  seeds = tuple(int(s) for s in (ecfg.get("seeds") or ()))
+  return seeds or (int(ecfg.get("seed", 0)),)
 
 
 def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: str,
@@ -143,28 +171,32 @@ def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: s
   """Trains (resumes / reuses) one target run with the variation callback; returns its dir."""
   settings = overrides.variation(variation_settings(preset), experiment)   # variation.* keys
   sidecar = os.path.join(run_dir, "variation_settings.json")
-  if os.path.exists(sidecar) and results_lib.read_json(sidecar) != dataclasses.asdict(settings):
-    raise ValueError(f"{run_dir} was trained with other gradient-variation settings; delete it.")
+  recorded = dataclasses.asdict(settings)
+  recorded["bn_modes"] = list(settings.bn_modes)     # as JSON reads it back
+  if os.path.exists(sidecar) and results_lib.read_json(sidecar) != recorded:
+    raise ValueError(f"{run_dir} was trained with other gradient-variation settings "
+                     f"({sidecar}); delete the folder to retrain it with these.")
   if results_lib.finished_with(run_dir, config):
     return run_dir
   os.makedirs(run_dir, exist_ok=True)
-  results_lib.write_json(sidecar, dataclasses.asdict(settings))
+  results_lib.write_json(sidecar, recorded)
   data = run_data.load_data(config)
-  train_lib.train(config, run_dir, callbacks=[variation_callback(config, settings, data)],
+  train_lib.train(config, run_dir, callbacks=variation_callbacks(config, settings, data),
                   data=data)
   return run_dir
 
 
-def pair_runs(ecfg: ml_collections.ConfigDict) -> dict[str, str]:
+def pair_runs(ecfg: ml_collections.ConfigDict, seed: int = 0) -> dict[str, str]:
   """{"pretrained": dir, "random": dir} of the shared pair named by an experiment config
-  (fields preset, shared_dir, data_dir, target, source, source_weights)."""
+  (fields preset, shared_dir, data_dir, target, source, source_weights), trained with
+  `seed` (the random initialisation, the data order)."""
   source = source_for(ecfg.preset, ecfg.shared_dir, ecfg.data_dir, name=ecfg.source,
                       weights=ecfg.get("source_weights", ""), experiment=ecfg)
   out = {}
   for init in INITS:
     cfg = overrides.apply(target_config(ecfg.target, init, ecfg.preset, source,
-                                        data_dir=ecfg.data_dir), ecfg)
-    out[init] = ensure_target_run(cfg, pair_dir(ecfg.shared_dir, ecfg.target, init),
+                                        data_dir=ecfg.data_dir, seed=seed), ecfg)
+    out[init] = ensure_target_run(cfg, pair_dir(ecfg.shared_dir, ecfg.target, init, seed=seed),
                                   ecfg.preset, ecfg)
   return out
 
@@ -189,30 +221,35 @@ def model_of(ecfg: ml_collections.ConfigDict) -> str:
   return common.model_description(pair_training_configs(ecfg)[0])
 
 
-def variation_callback(config: ml_collections.ConfigDict, settings: VariationSettings,
-                       data: run_data.RunData) -> gradients.GradientVariationCallback:
-  """The analysis package's callback with this experiment's settings: both protocols from
-  one gradient, losses only (no gradient per point), on the fixed sample set of `data`
-  (the run's `load_data(config)`)."""
-  graphdef, _, _ = functional.split(weights.build_from_config(config, data.num_classes))
-  return gradients.GradientVariationCallback(
-      settings.every, run_data.sample_batch(data.train, settings.num_samples, mean=data.mean,
-                                           std=data.std),
-      gradients.PROTOCOLS,
+def variation_callbacks(config: ml_collections.ConfigDict, settings: VariationSettings,
+                        data: run_data.RunData) -> list[gradients.GradientVariationCallback]:
+  """The analysis package's callback with this experiment's settings, one per BatchNorm
+  mode of `settings.bn_modes` (only the first for a model without BatchNorm): both
+  protocols from one gradient, losses only (no gradient per point), on the fixed sample
+  set of `data` (the run's `load_data(config)`)."""
+  graphdef, _, state = functional.split(weights.build_from_config(config, data.num_classes))
+  modes = settings.bn_modes if batchnorm.has_statistics(state) else settings.bn_modes[:1]
+  batch = run_data.sample_batch(data.train, settings.num_samples, mean=data.mean, std=data.std)
+  return [gradients.GradientVariationCallback(
+      settings.every, batch, gradients.PROTOCOLS,
       loss_fn=functional.make_loss_fn(graphdef), lr=float(config.optim.lr),
       step_length=settings.fixed_step, num_steps=settings.num_points, with_gradients=False,
-      prefix=PREFIX)
+      prefix=variation_prefix(mode, settings), bn_mode=mode) for mode in modes]
 
 
-def variation_records(run_dir: str) -> list[dict[str, Any]]:
-  """The callback's records in a run's metrics.jsonl, as {"step", "gradient", "fixed",
-  "grad_norm", "loss"} (the max-variations per protocol)."""
+def variation_records(run_dir: str, prefix: str = PREFIX) -> list[dict[str, Any]]:
+  """The callback's records (keys `prefix`...) in a run's metrics.jsonl, as {"step",
+  "gradient", "fixed" (the max-variations per protocol), "gradient_rise", "fixed_rise"
+  (the largest climbs; NaN in runs recorded before them), "grad_norm", "loss"}."""
   log = results_lib.MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
   number = lambda x: float("nan") if x is None else float(x)  # JSON null: not finite
-  return [{"step": r["step"], "gradient": number(r[f"{PREFIX}gradient/max_change"]),
-           "fixed": number(r[f"{PREFIX}fixed/max_change"]),
-           "grad_norm": number(r[f"{PREFIX}gradient/grad_norm"]), "loss": number(r[f"{PREFIX}loss"])}
-          for r in log.read() if f"{PREFIX}gradient/max_change" in r]
+  return [{"step": r["step"], "gradient": number(r[f"{prefix}gradient/max_change"]),
+           "fixed": number(r[f"{prefix}fixed/max_change"]),
+           "gradient_rise": number(r.get(f"{prefix}gradient/max_rise")),
+           "fixed_rise": number(r.get(f"{prefix}fixed/max_rise")),
+           "grad_norm": number(r[f"{prefix}gradient/grad_norm"]),
+           "loss": number(r[f"{prefix}loss"])}
+          for r in log.read() if f"{prefix}gradient/max_change" in r]
 
 
 def data_notes(run_dirs: dict[str, str]) -> list[str]:

@@ -34,6 +34,12 @@ def experiment_claims(module_name: str, results: dict[str, Any]) -> list[dict[st
   return [c.to_dict() for c in module.claims(results)]
 
 
+def verdict_text(claim: dict[str, Any]) -> str:
+  """The verdict, with the reason where it is inconclusive."""
+  reason = claim.get("inconclusive") or ""
+  return f"{claim['verdict']}: {reason}" if reason else claim["verdict"]
+
+
 def _checks_held(claim: dict[str, Any]) -> str:
   """"3/5" sub-checks held, or "—" for a stored claim written before claims had checks."""
   checks = claim.get("checks")
@@ -48,7 +54,7 @@ def sub_check_lines(claims: Sequence[dict[str, Any]]) -> list[str]:
     return []
   lines = ["", "**Sub-checks**", ""]
   for c in claims:
-    lines.append(f"- {c['element']} — {c['statement']} **{c['verdict']}**")
+    lines.append(f"- {c['element']} — {c['statement']} **{verdict_text(c)}**")
     checks = c.get("checks")
     if not checks:
       lines.append("  - (stored without sub-checks: verdict as stored)")
@@ -112,20 +118,24 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
               "on small offline subsets"] if networks and preset != "full" else []),
            f"- claims: {counts[common.REPRODUCED]} reproduced, {counts[common.PARTLY]} partly "
            f"reproduced, {counts[common.NOT_REPRODUCED]} not reproduced"
+           + (f", {counts[common.INCONCLUSIVE]} inconclusive"
+              if counts[common.INCONCLUSIVE] else "")
            + (f"; **{len(bad)} experiment(s) failed**: "
               + ", ".join(st["name"] for st in bad) if bad else ""), "",
            "Verdicts are computed by each experiment's `claims()` from our numbers: each claim "
            "is split into the parts its sentence states (its sub-checks, listed under each "
            "experiment with their numbers); all sub-checks hold → reproduced, some → partly, "
-           "none → not reproduced. *Why* names the stand-in data and the smaller scale that "
-           "qualify a verdict.", "",
+           "none → not reproduced; inconclusive where the measurement cannot speak to the "
+           "claim (a compared network not at a minimum), whatever its sub-checks give. *Why* "
+           "names the stand-in data and the smaller scale that qualify a verdict, and the "
+           "verdict in the other BatchNorm mode where it differs.", "",
            common.NOISE_RULE, "",
            "## All claims", "",
            "| element | paper's claim | paper | ours | checks | verdict | why |",
            "|---|---|---|---|---|---|---|"]
   for _, c in all_claims:
     lines.append(f"| {_cell(c['element'])} | {_cell(c['statement'])} | {_cell(c['paper'])} | "
-                 f"{_cell(c['ours'])} | {_checks_held(c)} | **{c['verdict']}** | "
+                 f"{_cell(c['ours'])} | {_checks_held(c)} | **{_cell(verdict_text(c))}** | "
                  f"{_cell(c.get('why', ''))} |")
   lines += ["", "## Experiments", "",
             "| experiment | paper elements | status | wall time | commit |", "|---|---|---|---|---|"]
@@ -155,7 +165,7 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
               "|---|---|---|---|---|"]
     for c in claims:
       lines.append(f"| {_cell(c['element'])} | {_cell(c['paper'])} | {_cell(c['ours'])} | "
-                   f"**{c['verdict']}** | {_cell(c.get('why', ''))} |")
+                   f"**{_cell(verdict_text(c))}** | {_cell(c.get('why', ''))} |")
     lines += sub_check_lines(claims)
   path = os.path.join(workdir, "REPORT.md")
   with open(path, "w") as f:

@@ -19,6 +19,7 @@ from transjax import cli
 
 def _make(preset):
   c = pair_fields(preset, "caltech_birds2011")
+  c.bn_mode = "batch"           # the gradient SGD takes, in train mode (analysis/batchnorm.py)
   c.num_samples = {"smoke": 64, "quick": 256, "imagenet": 128, "full": 256}[preset]
   c.layer = {"full": "layer3/0/conv2", "imagenet": "blocks/8/project/conv"}.get(
       preset, "conv2")                                             # histogram / SVD layer

@@ -18,7 +18,12 @@ from transjax.paper.pairs import pair_fields
 from transjax import cli
 
 
+def _make(preset):
+  c = pair_fields(preset, "caltech_birds2011")
+  c.bn_mode = "batch"    # the training loss along SGD's gradient (analysis/batchnorm.py)
+  return c
+
+
 def get_config(arg=None):
-  return cli.preset(
-      arg, {p: (lambda p=p: pair_fields(p, "caltech_birds2011")) for p in ("smoke", "quick", "imagenet", "full")},
-      __file__)
+  return cli.preset(arg, {p: (lambda p=p: _make(p)) for p in ("smoke", "quick", "imagenet", "full")},
+                    __file__)

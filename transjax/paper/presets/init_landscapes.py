@@ -22,6 +22,7 @@ from transjax import cli
 
 def _make(preset):
   c = pair_fields(preset, "cars196")
+  c.bn_mode = "recalibrated"    # loss-landscape evaluates model.eval() (analysis/batchnorm.py)
   c.num_samples = 64 if preset in ("smoke", "imagenet") else 256
   c.resolution = {"smoke": 9, "quick": 21, "imagenet": 9, "full": 200}[preset]
   c.eta = {"smoke": 0.1, "quick": 0.05, "imagenet": 0.05, "full": 0.001}[preset]

@@ -9,7 +9,10 @@ Presets:
          grid (eta 0.033), top-20 eigenvalues on 256 samples; a few minutes on 2 CPU cores.
   imagenet: EfficientNet-Lite0 from its ImageNet weights vs scratch on 500 CIFAR-10 images
          at 64 px (transjax/paper/sources.py); 11x11 grid (eta 0.033), top-20 eigenvalues on
-         64 samples.
+         256 samples.
+Every preset but smoke trains and measures the pair with seeds 0, 1, 2; the instruments use
+BatchNorm statistics recalibrated on the analysed samples (bn_mode) and also the stored
+running statistics (bn_compare), reported where the verdicts differ.
   full:  the paper: ResNet-50 from torchvision ImageNet weights (config.source_weights) vs
          scratch on Stanford Cars (TFDS cars196); 200x200 grid, eta 0.001, 256 samples,
          top-20. Needs an accelerator and the data.
@@ -23,7 +26,8 @@ from transjax.paper.pairs import pair_fields
 
 def _make(preset):
   c = pair_fields(preset, "cars196")
-  c.num_samples = {"smoke": 64, "quick": 256, "imagenet": 64, "full": 256}[preset]
+  c.bn_mode = "recalibrated"    # PyHessian / loss-landscape evaluate model.eval() (batchnorm.py)
+  c.num_samples = {"smoke": 64, "quick": 256, "imagenet": 256, "full": 256}[preset]
   c.top_k = {"smoke": 3, "quick": 20, "imagenet": 20, "full": 20}[preset]
   c.resolution = {"smoke": 9, "quick": 31, "imagenet": 11, "full": 200}[preset]
   c.eta = {"smoke": 0.1, "quick": 0.033, "imagenet": 0.033, "full": 0.001}[preset]
