@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import ROOT
 from transjax.paper import reproduce, reproduce_app
 
-SHARED = {"common", "sources", "pairs", "report", "reproduce", "reproduce_app", "presets"}
+SHARED = {"common", "sources", "pairs", "report", "reproduce", "reproduce_app", "presets",
+          "bn_modes", "convergence"}
 EXPERIMENT_MODULES = sorted(m.__name__.rsplit(".", 1)[1] for m, _ in reproduce.EXPERIMENTS.values())
 
 

@@ -499,3 +499,16 @@ def test_report_shows_sub_checks_and_the_noise_rule(tmp_path):
   assert "largest Hessian eigenvalue smaller when pretrained: **pass**" in text
   assert "| 2/2 | **reproduced** |" in text
   assert "stored without sub-checks" in text and "| — | **partly reproduced** |" in text
+
+
+def test_table1_similarity_half_with_the_kernel_complexity():
+  results = _tt(GOOD_FT, GOOD_SC)       # deviation near 0.1 < mid 0.2 < far 0.3
+  results["kernel_similarity"] = {"near": 0.2, "mid": 0.5, "far": 0.9}
+  claim = transfer_targets.claims(results)[1]
+  kernel = [c for c in claim.checks if "kernel complexity" in c.name]
+  assert len(kernel) == 2 and all(c.passed for c in kernel)
+  assert claim.verdict == R and "Spearman(kernel complexity, deviation)" in claim.ours
+  results["kernel_similarity"] = {"near": 0.9, "mid": 0.5, "far": 0.2}
+  claim = transfer_targets.claims(results)[1]
+  assert claim.verdict == P and not any(c.passed for c in claim.checks
+                                        if "kernel complexity" in c.name)

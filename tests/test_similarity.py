@@ -1,11 +1,14 @@
-"""BatchNorm-statistics distance (transjax.analysis.similarity) against a NumPy reference."""
+"""Target similarity (transjax.analysis.similarity): the BatchNorm-statistics distance
+against a NumPy reference, the theory's kernel complexity against known answers."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from transjax.analysis import similarity
+from transjax.models import build_model
 
 
 class _TwoBN(nnx.Module):
@@ -76,3 +79,45 @@ def test_zero_on_the_stored_data_and_growing_with_a_shift():
 def test_a_model_without_batchnorm_is_a_clear_error():
   with pytest.raises(ValueError, match="no BatchNorm"):
     similarity.batchnorm_distance(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), np.zeros((4, 2), np.float32))
+
+
+# ------------------------------------------------ the theory's kernel complexity (labels too)
+
+
+def test_kernel_complexity_closed_form_on_orthogonal_features():
+  # Orthogonal unit features: H_inf = I / 2, so tr(Y^T (H + lam I)^-1 Y) = n / (1/2 + lam).
+  x = np.eye(4)
+  ridge = 1e-3
+  got = similarity.kernel_complexity(x, np.array([0, 1, 0, 1]), ridge=ridge)
+  expected = np.sqrt(2.0 * 4 / (0.5 * (1 + ridge)) / (4 * 2))
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_kernel_complexity_sees_the_labels_and_its_invariances():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 30)
+  centres = rng.normal(size=(4, 16)) * 3
+  feats = centres[labels] + rng.normal(size=(len(labels), 16))
+  separable = similarity.kernel_complexity(feats, labels)
+  shuffled = similarity.kernel_complexity(feats, rng.permutation(labels))
+  assert separable < 0.6 * shuffled
+  perm = rng.permutation(len(labels))
+  np.testing.assert_allclose(similarity.kernel_complexity(feats[perm], labels[perm]), separable,
+                             rtol=1e-9)                                   # sample order
+  np.testing.assert_allclose(similarity.kernel_complexity(7.0 * feats, labels), separable,
+                             rtol=1e-9)                                   # feature scale
+  np.testing.assert_allclose(similarity.kernel_complexity(feats, (labels + 1) % 4), separable,
+                             rtol=1e-9)                                   # class names
+  # Duplicated samples make H singular; the ridge keeps the value finite.
+  dup = np.concatenate([feats, feats])
+  assert np.isfinite(similarity.kernel_complexity(dup, np.concatenate([labels, labels])))
+  with pytest.raises(ValueError, match="finite and nonzero"):
+    similarity.kernel_complexity(np.zeros((3, 2)), np.array([0, 1, 0]))
+
+
+def test_head_features_are_what_the_head_reads():
+  model = build_model("lenet", 10, in_channels=1, input_size=16)
+  images = np.random.default_rng(0).normal(size=(5, 16, 16, 1)).astype(np.float32)
+  feats = similarity.head_features(model, images, batch_size=2)
+  w, b = np.asarray(model.fc.kernel[...]), np.asarray(model.fc.bias[...])
+  np.testing.assert_allclose(feats @ w + b, np.asarray(model(jnp.asarray(images))), atol=1e-4)

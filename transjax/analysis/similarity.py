@@ -8,6 +8,7 @@ network, without training anything and without the source data (the observation 
 AdaBN, Li et al. 2016).
 
     d = batchnorm_distance(model, images)      # {"mean": 0.83, "layers": {"stem/bn": ...}}
+    k = kernel_complexity(head_features(model, images), labels)     # sees the labels too
 
 Per channel the distance is the 2-Wasserstein distance between the Gaussians N(mu_t, s_t^2)
 (target) and N(mu_s, s_s^2) (source), in units of the source's standard deviation:
@@ -20,11 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from flax import nnx
 
+from theory import gram
 from transjax import params as params_lib
+from transjax.models import taps as taps_lib
 from transjax.analysis.batchnorm import batchnorm_layers
 
 
@@ -65,3 +70,64 @@ def batchnorm_distance(model: nnx.Module, images: Any, *, skip_prefix: str = "")
     w2 = ((mu_t - mu_s) ** 2 + (sd_t - sd_s) ** 2) / np.maximum(var_s, 1e-12)
     per_layer[name] = float(np.mean(np.sqrt(w2)))
   return {"mean": float(np.mean(list(per_layer.values()))), "layers": per_layer}
+
+
+# --------------------------------------------------------------------------------------
+# A similarity that sees labels: the theory's kernel complexity of the target on the
+# pretrained features.
+
+
+def head_features(model: nnx.Module, images: Any, *, batch_statistics: bool = True,
+                  batch_size: int = 256) -> np.ndarray:
+  """The features the head of `model` reads (its "fc" tap) for `images`, float64.
+
+  `batch_statistics` (default): BatchNorm normalises each chunk of `batch_size` images with
+  its own statistics, as the first fine-tuning steps see the network (a copy runs in train
+  mode; `model` is unchanged); else the stored running statistics.
+  """
+  graphdef, state = nnx.split(nnx.clone(model, arrays=True))
+
+  @jax.jit
+  def run(state, x):
+    m = nnx.merge(graphdef, state)
+    values = taps_lib.TapValues()
+    m(x, train=batch_statistics, taps=values)
+    if "fc" not in values:
+      raise ValueError(f"{type(model).__name__} has no 'fc' tap (the head's input); "
+                       "tap the head's input as transjax.models do.")
+    return values["fc"].reshape(x.shape[0], -1)
+
+  images = np.asarray(images)
+  parts = [np.asarray(run(state, jnp.asarray(images[i:i + batch_size])), np.float64)
+           for i in range(0, len(images), batch_size)]
+  return np.concatenate(parts)
+
+
+KERNEL_RIDGE = 1e-3
+
+
+def kernel_complexity(features: Any, labels: Any, *, ridge: float = KERNEL_RIDGE) -> float:
+  """sqrt(2 tr(Y^T (H + lam I)^-1 Y) / (n C)): Theorem 2's fine-tuning deviation and Arora et
+  al. (2019)'s generalisation bound of the target on the pretrained features.
+
+  H is the theory's infinite-width ReLU Gram matrix (`theory.gram.gram_inf_sym`) of the
+  features normalised to the unit sphere, Y the one-hot labels (n x C); dividing by C makes
+  targets with different class counts comparable. Smaller: the labels are a smoother
+  function of the pretrained representation, so fine-tuning moves the weights less (the
+  paper's "more similar"); unlike `batchnorm_distance` it sees the labels. H is singular
+  where two samples have parallel features (duplicates) and ill-conditioned where they
+  nearly do, so a ridge lam = ridge * mean(diag H) (1e-3: H's diagonal is 1/2 on the sphere)
+  bounds its condition number by about 1/ridge * n without changing well-separated samples'
+  terms.
+  """
+  x = np.asarray(features, np.float64).reshape(len(labels), -1)
+  norms = np.linalg.norm(x, axis=1, keepdims=True)
+  if not np.all(np.isfinite(x)) or np.any(norms == 0):
+    raise ValueError("kernel_complexity: features must be finite and nonzero.")
+  h = gram.gram_inf_sym(x / norms)
+  labels = np.asarray(labels).astype(int)
+  classes = np.unique(labels)
+  y = (labels[:, None] == classes[None, :]).astype(np.float64)
+  lam = ridge * float(np.mean(np.diag(h)))
+  a = scipy.linalg.solve(h + lam * np.eye(len(h)), y, assume_a="pos")
+  return float(np.sqrt(2.0 * np.sum(y * a) / (len(labels) * len(classes))))
