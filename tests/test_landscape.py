@@ -180,3 +180,21 @@ def test_an_interrupted_grid_resumes_after_its_last_finished_chunk(problem, tmp_
   fresh = landscape.loss_landscape(loss_fn, p, s, batch, other, [axis, axis], chunk_size=4,
                                    resume_path=path)
   assert fresh.plan.resumed_points == 0 and len(calls) == 7
+
+
+def test_grid_stats_separates_curvature_from_bumpiness():
+  u = np.linspace(-1, 1, 21)
+  uu, vv = np.meshgrid(u, u, indexing="ij")
+  bowl = 0.3 + 2.0 * uu ** 2 + 1.0 * vv ** 2 + 0.5 * uu * vv
+  stats = landscape.grid_stats(bowl, 0.3)
+  assert stats["curvature"] == pytest.approx(3.0) and stats["bumpiness"] < 1e-12
+  bumps = 0.01 * np.cos(np.pi * 10 * uu) * np.cos(np.pi * 10 * vv)   # a checkerboard
+  bumpy = landscape.grid_stats(bowl + bumps, 0.3)
+  assert bumpy["curvature"] == pytest.approx(3.0, abs=0.02)
+  assert bumpy["bumpiness"] == pytest.approx(0.01, rel=0.05)
+  # The Laplacian roughness grows with the bowl's curvature alone; bumpiness does not.
+  steep = landscape.grid_stats(10 * bowl, 3.0)
+  assert steep["roughness"] > 5 * stats["roughness"] and steep["bumpiness"] < 1e-10
+  with_nan = bowl.copy()
+  with_nan[3, 4] = np.nan
+  assert landscape.grid_stats(with_nan, 0.3)["curvature"] == pytest.approx(3.0)

@@ -37,7 +37,7 @@ def steps_to_threshold(curve: list[tuple[int, float]], threshold: float) -> int 
   return None
 
 
-STATS = ("range", "roughness", "mean_increase", "max_increase")
+STATS = ("range", "roughness", "curvature", "bumpiness", "mean_increase", "max_increase")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -105,14 +105,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                           for layer, per_init in per_layer.items()}}
              for mode, per_layer in by_seed.items()}
   pm = lambda xs: f"{np.mean(xs):.4g}" if len(xs) == 1 else f"{np.mean(xs):.4g}±{np.std(xs):.2g}"
-  rows = ["| BatchNorm | layer | loss range (random) | loss range (pretrained) | roughness "
-          "(random) | roughness (pretrained) |", "|---|---|---|---|---|---|"]
+  rows = ["| BatchNorm | layer | loss range (random) | loss range (pretrained) | bumpiness "
+          "(random) | bumpiness (pretrained) | curvature (random) | curvature (pretrained) |",
+          "|---|---|---|---|---|---|---|---|"]
   for mode in modes:
     b = by_mode[mode]["per_layer_by_seed"]
     for layer in layers:
       a, p = b[layer]["random"], b[layer]["pretrained"]
       rows.append(f"| {mode} | {layer} | {pm(a['range'])} | {pm(p['range'])} | "
-                  f"{pm(a['roughness'])} | {pm(p['roughness'])} |")
+                  f"{pm(a['bumpiness'])} | {pm(p['bumpiness'])} | {pm(a['curvature'])} | "
+                  f"{pm(p['curvature'])} |")
   rows += ["", "| init | steps to train loss ≤ {:.3g} (per seed) | mean train loss |".format(
       threshold), "|---|---|---|"]
   for init, c in conv.items():
@@ -120,7 +122,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   rows.append("")
   rows.append(f"{config.resolution}x{config.resolution} grids, eta {config.eta}, "
               f"{config.num_samples} samples, contours every {spacing:g}; seeds {list(seeds)} "
-              "(± over seeds). BatchNorm modes: "
+              "(± over seeds). Bumpiness: RMS residual of a quadratic fit to the grid; "
+              "curvature: the fit's u² + v² coefficients (loss per half grid width²). "
+              "BatchNorm modes: "
               + "; ".join(f"{m}: {bn_modes.describe(m)}" for m in modes) + ".")
   results = {"elements": list(ELEMENTS),
              "data": pairs.data_notes({i: ds[0] for i, ds in run_dirs.items()}),
@@ -146,23 +150,28 @@ def _claims(results: dict[str, Any]) -> list[common.Claim]:
   seeded = results.get("per_layer_by_seed") or {
       layer: {init: {k: [v] for k, v in st.items()} for init, st in per.items()}
       for layer, per in pl.items()}
+  # "Smoother": bumps, not the bowl's curvature (the Laplacian roughness mixes the two);
+  # results written before the quadratic fit use the roughness.
+  smooth = "bumpiness" if all("bumpiness" in pl[l]["random"] for l in lower) else "roughness"
   checks, parts = [], []
   for layer in lower:
     p, r = pl[layer]["pretrained"], pl[layer]["random"]
-    for stat in ("range", "roughness"):
+    for stat in ("range", smooth):
       checks.append(common.less(f"{layer}: loss {stat} at initialisation smaller when pretrained",
                                 seeded[layer]["pretrained"][stat], seeded[layer]["random"][stat],
                                 digits=4, what="pretrained vs random"))
-    parts.append(f"{layer}: range {p['range']:.3g} vs {r['range']:.3g}, roughness "
-                 f"{p['roughness']:.3g} vs {r['roughness']:.3g}")
+    parts.append(f"{layer}: range {p['range']:.3g} vs {r['range']:.3g}, {smooth} "
+                 f"{p[smooth]:.3g} vs {r[smooth]:.3g}"
+                 + (f", curvature {p['curvature']:.3g} vs {r['curvature']:.3g}"
+                    if "curvature" in p else ""))
   # B.4: "the landscapes of randomly initialized networks worsen through the lower layers".
   # Compared as the lower layers against the others: `layers` need not be in network order.
   higher = [l for l in results.get("layers", []) if l in pl and l not in lower]
   if higher and lower:
     # Per seed: the mean over the layers of each group.
-    rough = lambda ls: np.mean([seeded[l]["random"]["roughness"] for l in ls], axis=0)
+    rough = lambda ls: np.mean([seeded[l]["random"][smooth] for l in ls], axis=0)
     checks.append(common.greater(
-        f"random-init landscape worsens towards the lower layers (mean roughness of "
+        f"random-init landscape worsens towards the lower layers (mean {smooth} of "
         f"{', '.join(lower)} above {', '.join(higher)})", rough(lower), rough(higher),
         digits=4, what="lower vs higher layers, random init"))
   conv = results["convergence"]
@@ -202,7 +211,7 @@ def _claims(results: dict[str, Any]) -> list[common.Claim]:
       common.Claim(
           element="Fig 12-13 (App. B.4)",
           statement="At initialisation, pretrained landscapes of the lower layers are smoother "
-                    "than randomly initialised ones (loss range and roughness smaller), and "
+                    "than randomly initialised ones (loss range and bumpiness smaller), and "
                     "random-init landscapes worsen towards the lower layers.",
           paper="random-init landscapes worsen through the lower layers; pretrained stay smooth",
           ours="; ".join(parts),
