@@ -23,6 +23,13 @@ def _make(preset):
   c.num_samples = {"smoke": 64, "quick": 256, "imagenet": 128, "full": 256}[preset]
   c.layer = {"full": "layer3/0/conv2", "imagenet": "blocks/8/project/conv"}.get(
       preset, "conv2")                                             # histogram / SVD layer
+  # Layers whose relative gradient and projection the claims average (the histogram and
+  # projection figures show `layer`): imagenet every projection conv, LeNet every hidden
+  # layer, full the third conv of each stage-3 block; () = `layer` only.
+  c.layers = {"smoke": (), "quick": ("conv1", "conv2", "fc1", "fc2"),
+              "imagenet": tuple(f"blocks/{i}/project/conv" for i in range(16)),
+              "full": tuple(f"layer3/{b}/conv3" for b in range(6))}[preset]
+  c.num_batches = 1 if preset == "smoke" else 4   # sample batches (seeds 0..) averaged
   c.top_directions = 5          # singular directions averaged in the projection claim
   c.bins = 60
   return c
