@@ -213,11 +213,16 @@ def detectable_difference(a: Any, b: Any, alternative: str,
 
 
 def _fmt(values: np.ndarray, scale: float, digits: int, unit: str) -> str:
+  """`digits` decimals; numbers too small for them (e.g. 2e-4 at 4 decimals) in `digits`
+  significant digits instead, so a small quantity never prints as 0.0000."""
   if len(values) == 0:
     return "(no values)"
+  v = scale * values
+  small = np.all(np.abs(v[np.isfinite(v)]) < 10.0 ** -(digits - 1)) and np.any(v != 0)
+  f = (lambda x: f"{x:.{digits}g}") if small else (lambda x: f"{x:.{digits}f}")
   if len(values) == 1:
-    return f"{scale * values[0]:.{digits}f}{unit}"
-  return f"{scale * values.mean():.{digits}f}±{scale * values.std():.{digits}f}{unit}"
+    return f"{f(v[0])}{unit}"
+  return f"{f(v.mean())}±{f(v.std())}{unit}"
 
 
 def _finite(*arrays) -> bool:
@@ -271,9 +276,9 @@ def compare(name: str, a: Any, b: Any, relation: str, *, scale: float = 1.0, dig
   side = "two-sided" if alternative == "two-sided" else "one-sided"
   mde = detectable_difference(a, b, alternative)
   beyond = " beyond the margin" if margin else ""
+  detectable = _fmt(np.asarray([mde]), scale, digits, unit)
   return Check(name, passed, f"{numbers}, Welch {side} p={p:.3g}, n={len(a)}/{len(b)}, "
-                             f"detectable difference ≥ {scale * mde:.{digits}f}{unit}{beyond} "
-                             f"at {POWER:.0%} power")
+                             f"detectable difference ≥ {detectable}{beyond} at {POWER:.0%} power")
 
 
 def greater(name: str, a: Any, b: Any, **kw) -> Check:
