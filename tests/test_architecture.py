@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 from transjax.paper import reproduce, reproduce_app
 
 SHARED = {"common", "sources", "pairs", "report", "reproduce", "reproduce_app", "presets",
-          "bn_modes", "convergence"}
+          "bn_modes"}
 EXPERIMENT_MODULES = sorted(m.__name__.rsplit(".", 1)[1] for m, _ in reproduce.EXPERIMENTS.values())
 
 

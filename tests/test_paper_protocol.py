@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from transjax.analysis import gradients
-from transjax.paper import bn_modes, common, convergence, gradient_variation, minima, report
+from transjax import convergence
+from transjax.paper import bn_modes, common, gradient_variation, minima, report
 
 R, P, N, I = common.REPRODUCED, common.PARTLY, common.NOT_REPRODUCED, common.INCONCLUSIVE
 FLAT = [(s, 0.02) for s in range(0, 100, 10)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.train_helpers import tiny_config
+from transjax import checkpoint as ckpt
 from transjax import config as config_lib
 from transjax import params as params_lib
 from transjax import pretrained as pretrained_lib
@@ -41,6 +42,27 @@ def test_scratch_run_writes_its_files_and_learns(pretrained):
   assert evals[0]["step"] == 0 and evals[-1]["step"] == 24
   assert evals[-1]["train_eval_loss"] < evals[0]["train_eval_loss"]
   assert evals[0]["deviation_sum"] == 0.0 and evals[-1]["deviation_sum"] > 0.0
+
+
+def test_training_stops_at_the_convergence_criterion(pretrained, tmp_path, monkeypatch):
+  """stop_at_train_error: the run ends at the first evaluation where the criterion holds
+  (here: from step 16 on; the criterion itself is tested in test_paper_protocol), with a
+  checkpoint there and the numbers of the full run up to that step."""
+  seen = []
+
+  def criterion(max_error, error, curve):
+    seen.append((max_error, curve[-1][0]))
+    return max_error > 0 and curve[-1][0] >= 16
+
+  monkeypatch.setattr(train.convergence, "should_stop", criterion)
+  workdir = str(tmp_path / "stopped")
+  out = train.train(tiny_config(stop_at_train_error=0.5), workdir)
+  assert out["steps"] == 16 and seen == [(0.5, 8), (0.5, 16)]
+  assert ckpt.checkpoint_steps(workdir)[-1] == 16
+  evals = [r for r in _metrics(pretrained) if "test_error" in r]
+  stopped = [r for r in _metrics(workdir) if "test_error" in r]
+  assert [r["test_error"] for r in stopped] == [r["test_error"] for r in evals
+                                                if r["step"] <= 16]
 
 
 def test_resume_after_a_kill_equals_uninterrupted(pretrained, tmp_path):
@@ -101,6 +123,7 @@ def test_nan_stops_with_step_and_checkpoint(tmp_path):
     ({"model.name": "vgg"}, config_lib.ConfigError, "lenet"),
     ({"mode": "finetune"}, config_lib.ConfigError, "init_from"),
     ({"checkpoint_every": 6}, config_lib.ConfigError, "multiple of"),
+    ({"stop_at_train_error": 1.5}, config_lib.ConfigError, "stop_at_train_error"),
     ({"data.train": {"name": "imagenette", "split": "train", "transforms": ()}},
      config_lib.ConfigError, "mnist"),
     ({"data.train": {"name": "mnist", "split": "train", "transforms": ("per_klass:3",)}},

@@ -77,6 +77,9 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.eval_batch_size = 500
   c.num_epochs = 100.0               # used when num_steps <= 0
   c.num_steps = -1
+  # > 0: stop before num_steps at the first evaluation whose training error is at most this
+  # and whose logged training loss has plateaued (transjax.convergence); 0: train num_steps.
+  c.stop_at_train_error = 0.0
   c.log_every = 50                   # steps between progress lines and train-metric records
   c.eval_every = 500                 # steps between test/train error and deviation records
   c.checkpoint_every = 1000          # steps between checkpoints (a multiple of log_every)
@@ -229,3 +232,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "uninterrupted one.")
   if config.keep_period < 0:
     _fail("keep_period", config.keep_period, "0 or a positive integer")
+  if not 0.0 <= float(config.get("stop_at_train_error", 0.0)) < 1.0:
+    _fail("stop_at_train_error", config.stop_at_train_error,
+          "a training error in [0, 1) (0: train num_steps)")

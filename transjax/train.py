@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from transjax import checkpoint as ckpt
 from transjax import config as config_lib
+from transjax import convergence
 from transjax import functional
 from transjax import params as params_lib
 from transjax import plotting
@@ -319,16 +320,28 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                    config.name, done, num_steps, record["train_loss"],
                    100 * record["train_error"], rate, eta)
       sums, count, interval_t0 = {"loss": 0.0, "accuracy": 0.0}, 0, time.time()
+      converged = False
       if done % config.eval_every == 0 or done == num_steps:
-        log.append(eval_record(ts))
-      if done % config.checkpoint_every == 0 or done == num_steps:
+        ev = eval_record(ts)
+        log.append(ev)
+        converged = convergence.should_stop(
+            float(config.get("stop_at_train_error", 0.0)), ev["train_eval_error"],
+            [(r["step"], r["train_loss"]) for r in log.read() if "train_loss" in r])
+      if done % config.checkpoint_every == 0 or done == num_steps or converged:
         store.save(done, jax.device_get(ts))
+      if converged:
+        logging.info("[%s] stopped at step %d of %d: %s", config.name, done, num_steps,
+                     convergence.CRITERION.replace(
+                         f"{100 * convergence.MAX_TRAIN_ERROR:g}%",
+                         f"{100 * config.stop_at_train_error:g}%"))
+        break
     wall = time.time() - t0
 
   records = log.read()
   final = results_lib.last_with(records, "test_error")
   results = {
-      "name": config.name, "mode": config.mode, "init": init_note, "steps": num_steps,
+      "name": config.name, "mode": config.mode, "init": init_note,
+      "steps": int(final["step"]) if final else num_steps,
       "final": {"train_loss": final["train_eval_loss"], "train_error": final["train_eval_error"],
                 "test_loss": final["test_loss"], "test_error": final["test_error"]},
       "deviation": {"last_layer": final["deviation_last"], "sum": final["deviation_sum"],

@@ -19,12 +19,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from transjax import convergence
 from transjax import params as params_lib
 from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import landscape
-from transjax.paper import bn_modes, common, convergence, pairs
+from transjax.paper import bn_modes, common, pairs
 
 FIGURES = ("landscapes_at_init.png", "convergence.png")
 ELEMENTS = ("Fig 5", "Fig 12-13 (App. B.4)")

@@ -19,11 +19,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from transjax import plotting, weights
+from transjax import convergence, plotting, weights
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, hessian, landscape
-from transjax.paper import bn_modes, common, convergence, pairs
+from transjax.paper import bn_modes, common, pairs
 
 FIGURES = ("hessian_eigenvalues.png", "landscape_minima.png")
 ELEMENTS = ("Fig 3", "Fig 10")

@@ -49,7 +49,7 @@ def variation_settings(preset: str) -> VariationSettings:
   if preset == "quick":
     return VariationSettings(every=20, num_points=20, fixed_step=0.05, num_samples=256)
   if preset == "imagenet":   # EfficientNet-Lite0 on CPU: each point is a 128-image forward
-    return VariationSettings(every=25, num_points=20, fixed_step=0.05, num_samples=128)
+    return VariationSettings(every=50, num_points=20, fixed_step=0.05, num_samples=128)
   return VariationSettings(every=500, num_points=100, fixed_step=0.05, num_samples=256)
 
 

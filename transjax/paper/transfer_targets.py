@@ -24,12 +24,12 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from transjax import optim, plotting
+from transjax import convergence, optim, plotting
 from transjax import functional, imagenet, weights
 from transjax import results as results_lib
 from transjax.analysis import similarity
 from transjax.data import run_data
-from transjax.paper import common, convergence, overrides
+from transjax.paper import common, overrides
 from transjax.paper import sources
 
 ELEMENTS = ("Table 1", "Fig 2", "Table 2")

