@@ -133,3 +133,33 @@ def test_experiment_overrides_reach_one_experiment_and_are_checked_first(monkeyp
   with pytest.raises(ValueError, match="minima.top_k='abc'"):
     reproduce.check_configs(c, "/tmp/never_used_reproduce_dir/sources")
   assert not os.path.exists("/tmp/never_used_reproduce_dir")
+
+
+def test_report_puts_the_verdicts_of_two_scales_side_by_side(tmp_path):
+  status = [{"name": "minima", "module": "transjax.paper.minima", "status": "done",
+             "wall_time_s": 1.0, "error": ""}]
+  runs = {}
+  for label, better in (("64 px", True), ("96 px", False)):
+    sub = str(tmp_path / label.replace(" ", ""))
+    _fake_minima(sub, better)
+    runs[label] = (sub, status)
+  text = open(report.write_scales_report(str(tmp_path), runs, "imagenet")).read()
+  rows = [l for l in text.splitlines() if l.startswith("| minima | Fig 3 |")]
+  assert len(rows) == 1 and common.REPRODUCED in rows[0] and common.NOT_REPRODUCED in rows[0]
+  assert f"**{report.SCALE_DEPENDENT}**" in rows[0]
+  assert "[64 px](64px/REPORT.md)" in text and "[96 px](96px/REPORT.md)" in text
+
+
+def test_scales_run_the_job_once_per_input_size(tmp_path):
+  c = reproduce_config.get_config("imagenet")
+  assert c.scales == (64, 96)
+  sub = reproduce.at_scale(c, 96)
+  assert sub.scales == () and sub.train_overrides == "model.input_size=96"
+  built = reproduce.check_configs(sub, str(tmp_path / "sources"))
+  from transjax.paper import pairs  # pylint: disable=import-outside-toplevel
+  assert all(run.model.input_size == 96
+             for run in pairs.pair_training_configs(built["minima"][1]))
+  c.scales = (64, 4)
+  with pytest.raises(ValueError, match="at least 8 px"):
+    reproduce.run(c, str(tmp_path / "never"))
+  assert not (tmp_path / "never").exists()

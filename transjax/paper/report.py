@@ -80,18 +80,13 @@ def machine_independent(text: str, workdir: str, data_dir: str = "") -> str:
   return re.sub(r"/[^\s()'\"]*/site-packages/", "<site-packages>/", text)
 
 
-def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
-                 total_wall_s: float | None = None, data_dir: str = "") -> str:
-  """Writes `<workdir>/REPORT.md` from the experiments' results.json; returns its path.
-
-  Paths in it are relative to `workdir`, or to `data_dir` (see `machine_independent`).
-
-  `statuses`: one dict per experiment in order, with keys name, module, status ("done",
-  "skipped" (finished earlier), "failed"), wall_time_s, error.
-  """
-  meta = results_lib.run_metadata()
-  per_exp: list[tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, str]]]] = []
-  all_claims: list[tuple[str, dict[str, str]]] = []
+def collect_claims(workdir: str, statuses: Sequence[dict[str, Any]]
+                   ) -> tuple[list[tuple[dict[str, Any], dict[str, Any] | None,
+                                         list[dict[str, str]]]],
+                              list[tuple[str, dict[str, str]]]]:
+  """Per experiment (status, results or None, claims recomputed from its results.json),
+  and every claim as (experiment name, claim)."""
+  per_exp, all_claims = [], []
   for st in statuses:
     results, claims = None, []
     path = os.path.join(workdir, st["name"], "results.json")
@@ -103,7 +98,65 @@ def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
         st = {**st, "status": "failed", "error": f"claims(): {type(e).__name__}: {e}"}
     per_exp.append((st, results, claims))
     all_claims += [(st["name"], c) for c in claims]
+  return per_exp, all_claims
 
+
+SCALE_DEPENDENT = "scale-dependent"
+
+
+def write_scales_report(workdir: str, runs: dict[str, tuple[str, Sequence[dict[str, Any]]]],
+                        preset: str, total_wall_s: float | None = None,
+                        data_dir: str = "") -> str:
+  """Writes `<workdir>/REPORT.md` for one job run at several input sizes: every claim's
+  verdict at each size side by side, SCALE_DEPENDENT where they differ, and a link to each
+  size's own report. `runs`: {label ("64 px"): (its workdir, its statuses)}."""
+  meta = results_lib.run_metadata()
+  verdicts: dict[tuple[str, str, str], dict[str, str]] = {}
+  for label, (sub_dir, statuses) in runs.items():
+    _, claims = collect_claims(sub_dir, statuses)
+    for name, c in claims:
+      verdicts.setdefault((name, c["element"], c["statement"]), {})[label] = c
+  labels = list(runs)
+  lines = [f"# Reproduction report: preset `{preset}` at {len(labels)} input sizes", "",
+           "Towards Understanding the Transferability of Deep Representations — "
+           "a JAX/Flax reimplementation (transjax).", "",
+           f"- commit: `{meta['git_commit']}`; written {meta['time']}",
+           f"- jax {meta['jax']} on {meta['backend']}; python {meta['python']}; "
+           f"host {meta['host']}",
+           f"- total wall time of this call: {_fmt_time(total_wall_s)}",
+           "- each size's full report (numbers, figures, sub-checks, the noise rule): "
+           + ", ".join(f"[{label}]({os.path.relpath(d, workdir)}/REPORT.md)"
+                       for label, (d, _) in runs.items()), "",
+           f"A claim whose verdicts differ between the sizes is marked **{SCALE_DEPENDENT}**: "
+           "at this CPU scale its verdict depends on the input size, so neither verdict speaks "
+           "for the paper's 224 px alone.", "",
+           "## Verdicts by input size", "",
+           "| experiment | element | paper's claim | " + " | ".join(labels) + " | |",
+           "|---|---|---|" + "---|" * len(labels) + "---|"]
+  for (name, element, statement), by_label in verdicts.items():
+    claims = [by_label.get(label) for label in labels]
+    differ = len({c["verdict"] if c else "not run" for c in claims}) > 1
+    mark = f"**{SCALE_DEPENDENT}**" if differ else ""
+    lines.append(f"| {name} | {_cell(element)} | {_cell(statement)} | "
+                 + " | ".join(_cell(verdict_text(c)) if c else "not run" for c in claims)
+                 + f" | {mark} |")
+  path = os.path.join(workdir, "REPORT.md")
+  with open(path, "w") as f:
+    f.write(machine_independent("\n".join(lines) + "\n", workdir, data_dir))
+  return path
+
+
+def write_report(workdir: str, statuses: Sequence[dict[str, Any]], preset: str,
+                 total_wall_s: float | None = None, data_dir: str = "") -> str:
+  """Writes `<workdir>/REPORT.md` from the experiments' results.json; returns its path.
+
+  Paths in it are relative to `workdir`, or to `data_dir` (see `machine_independent`).
+
+  `statuses`: one dict per experiment in order, with keys name, module, status ("done",
+  "skipped" (finished earlier), "failed"), wall_time_s, error.
+  """
+  meta = results_lib.run_metadata()
+  per_exp, all_claims = collect_claims(workdir, statuses)
   counts = {v: sum(c["verdict"] == v for _, c in all_claims) for v in common.VERDICTS}
   networks = sorted({r["model"] for _, r, _ in per_exp if r and r.get("model")})
   bad = [st for st, _, _ in per_exp if st["status"] == "failed"]

@@ -164,6 +164,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   unknown = [n for n in config.experiments if n not in EXPERIMENTS]
   if unknown:
     raise ValueError(f"Unknown experiments {unknown}; choose from {list(EXPERIMENTS)}.")
+  scales = tuple(config.get("scales") or ())
+  if scales:
+    return _run_scales(config, scales, workdir, t0)
   built = check_configs(config, os.path.join(workdir, "sources"))
   workdir = results_lib.ensure_workdir(workdir)
   previous_fast_compile = jax.config.read("jax_disable_most_optimizations")
@@ -173,6 +176,39 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return _run_all(config, built, workdir, t0)
   finally:  # a library call leaves the process's JAX settings as it found them
     jax.config.update("jax_disable_most_optimizations", previous_fast_compile)
+
+
+def at_scale(config: ml_collections.ConfigDict, size: int) -> ml_collections.ConfigDict:
+  """The job's config at one input size: no `scales`, model.input_size=size added to its
+  train_overrides (so it reaches every training config of every experiment)."""
+  sub = ml_collections.ConfigDict(config.to_dict())
+  sub.scales = ()
+  sub.train_overrides = ",".join(x for x in (config.get("train_overrides", ""),
+                                             f"model.input_size={int(size)}") if x)
+  return sub
+
+
+def _run_scales(config: ml_collections.ConfigDict, scales: tuple[int, ...], workdir: str,
+                t0: float) -> dict[str, Any]:
+  """The job at each input size into `<workdir>/<size>px/`, then the side-by-side report.
+  Every size's configs are checked before anything runs."""
+  bad = [s for s in scales if not (isinstance(s, int) and s >= 8)]
+  if bad or len(set(scales)) != len(scales):
+    raise ValueError(f"config.scales = {scales}: distinct input sizes of at least 8 px, "
+                     "e.g. (64, 96); () runs the presets' own size.")
+  workdir = results_lib.ensure_workdir(workdir)
+  subs = {s: (at_scale(config, s), os.path.join(workdir, f"{s}px")) for s in scales}
+  for sub, sub_dir in subs.values():
+    check_configs(sub, os.path.join(sub_dir, "sources"))
+  outs = {s: run(sub, sub_dir) for s, (sub, sub_dir) in subs.items()}
+  runs = {f"{s} px": (subs[s][1], outs[s]["statuses"]) for s in scales}
+  path = report.write_scales_report(
+      workdir, runs, config.preset, total_wall_s=time.time() - t0,
+      data_dir=config.data_dir or os.environ.get("TRANSJAX_DATA_DIR", ""))
+  failed = [f"{s}px/{name}" for s in scales for name in outs[s]["failed"]]
+  logging.info("Wrote %s (%.0f s).", path, time.time() - t0)
+  return {"statuses": [st for s in scales for st in outs[s]["statuses"]], "report": path,
+          "failed": failed}
 
 
 def _run_all(config: ml_collections.ConfigDict,

