@@ -158,7 +158,11 @@ def test_tsne_full_shares_the_pair_runs_of_its_imagenet_source():
   assert dirs[("cars196", "imagenet")] == pairs.pair_dir("/shared", "cars196", "pretrained")
   assert dirs[("cars196", "places365")] == pairs.pair_dir("/shared", "cars196", "pretrained",
                                                           "_from_places365")
-  assert dirs[("cars196", "random")] == pairs.pair_dir("/shared", "cars196", "random")
+  # Each target's random run starts from its own random weights (cars196 is target 1).
+  assert dirs[("cars196", "random")] == pairs.pair_dir(
+      "/shared", "cars196", "random", seed=tsne_weights.RANDOM_SEED + 1)
+  assert [cfg.seed for t, i, cfg, _ in tsne_weights.run_configs(c, paths) if i == "random"] == [
+      tsne_weights.RANDOM_SEED + k for k in range(len(c.targets))]
   cfgs = {(t, i): cfg for t, i, cfg, _ in tsne_weights.run_configs(c, paths)}
   pair = pairs.pair_training_configs(presets.minima.get_config("full"))[0]
   assert cfgs[("cars196", "imagenet")].to_dict() == pair.to_dict()

@@ -1,7 +1,9 @@
 """Fig 4: the final weights cluster by initialisation, not by target dataset.
 
 Every target is trained from each of two pretrained sources and from random initialisation
-(seed 0 for every target, i.e. one common random starting point); the final backbone
+(a random starting point of its own per target, seed RANDOM_SEED + the target's index: one
+common random start would make the random runs "cluster by initialisation" by
+construction); the final backbone
 weights (the head is re-initialised per target and left out) are flattened, their pairwise
 distances computed and embedded by t-SNE (transjax.analysis.embedding).
 
@@ -30,6 +32,7 @@ from transjax.paper import common, overrides, pairs
 FIGURES = ("tsne_weights.png",)
 ELEMENTS = ("Fig 4",)
 RANDOM = "random"
+RANDOM_SEED = 100   # the random-init run of target i trains with seed RANDOM_SEED + i
 
 
 def _source_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
@@ -56,14 +59,16 @@ def run_configs(config: ml_collections.ConfigDict, source_paths: dict[str, str]
     pair_source = next((name for name, path in source_paths.items()
                         if path and path == config.get("source_weights", "")), "")
   out = []
-  for target in config.targets:
+  for i, target in enumerate(config.targets):
     for init in (*config.sources, RANDOM):
       kind = RANDOM if init == RANDOM else "pretrained"
+      seed = RANDOM_SEED + i if init == RANDOM else 0
       cfg = overrides.apply(pairs.target_config(target, kind, config.preset,
                                                 source_paths.get(init, ""),
-                                                data_dir=config.data_dir), config)
+                                                data_dir=config.data_dir, seed=seed), config)
       tag = "" if init in (RANDOM, pair_source) else f"_from_{init}"
-      out.append((target, init, cfg, pairs.pair_dir(config.shared_dir, target, kind, tag)))
+      out.append((target, init, cfg,
+                  pairs.pair_dir(config.shared_dir, target, kind, tag, seed=seed)))
   return out
 
 
@@ -115,7 +120,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       f"| {stats['mean_within_init']:.4g} | {stats['mean_within_target_across_inits']:.4g} | "
       f"{100 * stats['nn_same_init_fraction']:.0f}% of {stats['num_runs']} runs |", "",
       f"targets {list(config.targets)}; initialisations {list(config.sources)} + random "
-      f"(seed 0 for every target); layers {layers}."])
+      f"(a random start of its own per target: seeds {RANDOM_SEED}..); layers {layers}."])
   results = {"elements": list(ELEMENTS), "data": data, "summary": summary,
              "figures": list(FIGURES), "preset": config.preset, "model": pairs.model_of(config), "names": names,
              "targets": targets, "inits": inits,
