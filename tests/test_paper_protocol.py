@@ -117,3 +117,9 @@ def test_report_shows_the_inconclusive_reason():
   assert claim.verdict == I
   assert report.verdict_text(claim.to_dict()) == (
       "inconclusive: not at a minimum (random seed 0: training error 35% > 1%)")
+
+
+def test_summary_note_says_when_the_mode_changes_nothing():
+  assert bn_modes.note(["recalibrated"], False).startswith("BatchNorm: none in this network")
+  assert bn_modes.note(["batch", "running"], True) == (
+      "BatchNorm modes: batch: batch statistics; running: stored running statistics.")

@@ -65,6 +65,14 @@ def describe(mode: str) -> str:
           "running": "stored running statistics"}.get(mode, mode)
 
 
+def note(modes: Sequence[str], has_batchnorm: bool | None = None) -> str:
+  """The summary's sentence on the modes measured: "BatchNorm modes: batch: batch
+  statistics; ..." or, for a network without BatchNorm, that the mode changes nothing."""
+  if has_batchnorm is False:
+    return "BatchNorm: none in this network (every mode measures the same function)."
+  return "BatchNorm modes: " + "; ".join(f"{m}: {describe(m)}" for m in modes) + "."
+
+
 def _held(claim: common.Claim) -> str:
   return f"{sum(c.passed for c in claim.checks)}/{len(claim.checks)}"
 

@@ -159,8 +159,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
            f"and {int(config.get('num_batches', 1))} batch(es) of {config.num_samples} samples; "
            f"histogram and projection figure: {config.layer}; per-block growth leaves out the "
            f"input pixels' tap; at initialisation; seeds {list(seeds)} (± over seeds). "
-           "BatchNorm modes: "
-           + "; ".join(f"{m}: {bn_modes.describe(m)}" for m in modes) + "."]
+           + bn_modes.note(modes, batchnorm.has_statistics(r.state))]
   results = {"elements": list(ELEMENTS),
              "data": pairs.data_notes({i: ds[0] for i, ds in run_dirs.items()}),
              "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,

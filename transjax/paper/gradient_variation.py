@@ -125,7 +125,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
            f"on {settings.num_samples} samples; seeds {list(seeds)} (± over seeds). Rise: the "
            "largest climb of the loss after its lowest point so far along the path (a monotone "
            "descent has none); max-variation: max minus min (counts the descent too). "
-           "BatchNorm modes: " + "; ".join(f"{m}: {bn_modes.describe(m)}" for m in modes) + "."]
+           + bn_modes.note(modes)]
   results = {"elements": list(ELEMENTS), "data": data, "summary": "\n".join(rows),
              "figures": list(FIGURES), "settings": dataclasses.asdict(settings),
              "preset": config.preset, "model": pairs.model_of(config), "seeds": list(seeds),

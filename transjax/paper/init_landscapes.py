@@ -24,7 +24,7 @@ from transjax import params as params_lib
 from transjax import plotting
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import landscape
+from transjax.analysis import batchnorm, landscape
 from transjax.paper import bn_modes, common, pairs
 
 FIGURES = ("landscapes_at_init.png", "convergence.png")
@@ -125,8 +125,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
               f"{config.num_samples} samples, contours every {spacing:g}; seeds {list(seeds)} "
               "(± over seeds). Bumpiness: RMS residual of a quadratic fit to the grid; "
               "curvature: the fit's u² + v² coefficients (loss per half grid width²). "
-              "BatchNorm modes: "
-              + "; ".join(f"{m}: {bn_modes.describe(m)}" for m in modes) + ".")
+              + bn_modes.note(modes, batchnorm.has_statistics(r.state)))
   results = {"elements": list(ELEMENTS),
              "data": pairs.data_notes({i: ds[0] for i, ds in run_dirs.items()}),
              "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,

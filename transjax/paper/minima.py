@@ -131,9 +131,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   rows.append("")
   rows.append(f"top-{config.top_k} eigenvalues (Lanczos) on {config.num_samples} samples; "
               f"{config.resolution}x{config.resolution} grid, eta {config.eta}, contours every "
-              f"{spacing:g}; seeds {list(seeds)} (± over seeds). BatchNorm modes: "
-              + "; ".join(f"{m}: {bn_modes.describe(m)}" for m in modes)
-              + f". At a minimum: {convergence.CRITERION}.")
+              f"{spacing:g}; seeds {list(seeds)} (± over seeds). "
+              + bn_modes.note(modes, batchnorm.has_statistics(r.state))
+              + f" At a minimum: {convergence.CRITERION}.")
   results = {"elements": list(ELEMENTS),
              "data": pairs.data_notes({i: ds[0] for i, ds in run_dirs.items()}),
              "summary": "\n".join(rows), "figures": list(FIGURES), "preset": config.preset,
