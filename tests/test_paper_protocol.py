@@ -123,3 +123,15 @@ def test_summary_note_says_when_the_mode_changes_nothing():
   assert bn_modes.note(["recalibrated"], False).startswith("BatchNorm: none in this network")
   assert bn_modes.note(["batch", "running"], True) == (
       "BatchNorm modes: batch: batch statistics; running: stored running statistics.")
+
+
+def test_fig2_figure_draws_runs_that_stopped_at_different_steps(tmp_path):
+  """Runs trained to convergence stop at different steps: their deviation curves differ
+  in length, and the figure is drawn over the shortest."""
+  from transjax.paper import transfer_targets  # pylint: disable=import-outside-toplevel
+  entry = {"train_error": [0.0, 0.0], "test_error": [0.1, 0.2], "deviation": [0.2, 0.3],
+           "curve_steps": [0, 50, 100, 150], "curves": [[0, 0.1, 0.2, 0.2], [0, 0.1, 0.15]]}
+  results = {"table": {"t": {"fixed": entry, "finetune": entry}}, "targets": ["t"],
+             "modes": ["fixed", "finetune"]}
+  assert transfer_targets._figures(results, str(tmp_path)) == list(transfer_targets.FIGURES)
+  assert all((tmp_path / f).stat().st_size > 0 for f in transfer_targets.FIGURES)

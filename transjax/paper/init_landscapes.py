@@ -86,8 +86,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                        {init: tuple(zip(*per[0])) for init, per in curves.items()},
                        ylabel="training loss", xlabel="step", threshold=threshold, marker=None,
                        title=f"Convergence: fine-tuning vs from scratch (seed {seeds[0]})")
+  # Runs trained to convergence stop at different steps: the mean loss is taken over the
+  # steps every run has (a run that stopped early would otherwise be averaged over its
+  # high-loss start only).
+  horizon = min(c[-1][0] for per in curves.values() for c in per)
   conv = {init: {"steps_to_threshold": [steps_to_threshold(c, threshold) for c in per],
-                 "mean_train_loss": [float(np.mean([v for _, v in c])) for c in per],
+                 "mean_train_loss": [float(np.mean([v for s, v in c if s <= horizon]))
+                                     for c in per],
                  "final_train_loss": [float(c[-1][1]) for c in per]}
           for init, per in curves.items()}
   convergence_summary = {
@@ -95,7 +100,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
              "steps_to_threshold_by_seed": c["steps_to_threshold"],
              "mean_train_loss": float(np.mean(c["mean_train_loss"])),
              "mean_train_loss_by_seed": c["mean_train_loss"],
-             "final_train_loss": float(np.mean(c["final_train_loss"]))}
+             "final_train_loss": float(np.mean(c["final_train_loss"])),
+             "mean_over_steps": int(horizon)}
       for init, c in conv.items()}
   by_mode = {mode: {"per_layer": {layer: {init: {k: float(np.mean([x[k] for x in xs]))
                                                  for k in STATS}
@@ -116,8 +122,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       rows.append(f"| {mode} | {layer} | {pm(a['range'])} | {pm(p['range'])} | "
                   f"{pm(a['bumpiness'])} | {pm(p['bumpiness'])} | {pm(a['curvature'])} | "
                   f"{pm(p['curvature'])} |")
-  rows += ["", "| init | steps to train loss ≤ {:.3g} (per seed) | mean train loss |".format(
-      threshold), "|---|---|---|"]
+  rows += ["", "| init | steps to train loss ≤ {:.3g} (per seed) | mean train loss (steps ≤ "
+           "{}) |".format(threshold, horizon), "|---|---|---|"]
   for init, c in conv.items():
     rows.append(f"| {init} | {c['steps_to_threshold']} | {pm(c['mean_train_loss'])} |")
   rows.append("")
@@ -201,7 +207,9 @@ def _claims(results: dict[str, Any]) -> list[common.Claim]:
                 f"{conv['random']['mean_train_loss']:.3g}"),
           checks=[
               steps_check,
-              common.less("lower mean train loss over training",
+              common.less("lower mean train loss over training"
+                          + (f" (steps ≤ {conv['pretrained']['mean_over_steps']}, which every "
+                             "run has)" if "mean_over_steps" in conv["pretrained"] else ""),
                           conv["pretrained"].get("mean_train_loss_by_seed",
                                                  conv["pretrained"]["mean_train_loss"]),
                           conv["random"].get("mean_train_loss_by_seed",

@@ -493,10 +493,14 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
       e = table.get(t, {}).get(mode)
       if not e:
         continue
-      curves = np.asarray(e["curves"], np.float64)
+      # Runs trained to convergence stop at different steps: their curves share the
+      # evaluation schedule, so mean and spread are drawn over the shortest one.
+      n = min(len(c) for c in e["curves"])
+      curves = np.asarray([c[:n] for c in e["curves"]], np.float64)
+      steps = e["curve_steps"][:n]
       m, s = curves.mean(0), curves.std(0)
-      ax.plot(e["curve_steps"], m, marker="o", ms=3, label=t)
-      ax.fill_between(e["curve_steps"], m - s, m + s, alpha=0.2)
+      ax.plot(steps, m, marker="o", ms=3, label=t)
+      ax.fill_between(steps, m - s, m + s, alpha=0.2)
     ax.set_xlabel("step")
     ax.set_ylabel(r"$\|W - W_0\|_F / \sqrt{n}$")
     ax.set_title(label)
