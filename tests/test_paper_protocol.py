@@ -135,3 +135,18 @@ def test_fig2_figure_draws_runs_that_stopped_at_different_steps(tmp_path):
              "modes": ["fixed", "finetune"]}
   assert transfer_targets._figures(results, str(tmp_path)) == list(transfer_targets.FIGURES)
   assert all((tmp_path / f).stat().st_size > 0 for f in transfer_targets.FIGURES)
+
+
+def test_inconclusive_claims_compare_their_checks_across_modes():
+  bad = convergence.assess(0.4, 1.1, FALLING)
+  conv = {"pretrained": [bad], "random": [bad]}
+  same = _minima([5], [9], [0.1], [0.5], conv=conv)
+  same["bn_comparison"] = {"mode": "running", "results": {
+      "eigenvalues": {"pretrained": [4.0, 2.0], "random": [8.0, 4.0]}, "convergence": conv}}
+  assert all("running statistics" not in c.why for c in minima.claims(same))
+  other = dict(same, bn_comparison={"mode": "running", "results": {
+      "eigenvalues": {"pretrained": [9.0, 4.5], "random": [5.0, 2.5]},
+      "eigenvalues_by_seed": {"pretrained": [[9.0, 4.5]], "random": [[5.0, 2.5]]},
+      "convergence": conv}})
+  fig3 = minima.claims(other)[0]
+  assert fig3.verdict == I and "inconclusive (0/2 checks" in fig3.why

@@ -81,7 +81,8 @@ def claims_in_modes(results: dict[str, Any],
                     make_claims: Callable[[dict[str, Any]], Sequence[common.Claim]]
                     ) -> list[common.Claim]:
   """`make_claims(results)`, each claim's "why" extended where the compared mode's numbers
-  give another verdict (that verdict, its checks held and its "ours")."""
+  give another verdict or other checks holding (that verdict, its checks held and its
+  "ours")."""
   claims = list(make_claims(results))
   comparison = results.get("bn_comparison")
   if not comparison:
@@ -89,7 +90,10 @@ def claims_in_modes(results: dict[str, Any],
   other = list(make_claims({**results, **comparison["results"]}))
   out = []
   for mine, theirs in zip(claims, other):
-    if mine.verdict != theirs.verdict or mine.inconclusive != theirs.inconclusive:
+    # Disagreement: another verdict, or (an inconclusive claim's checks are still
+    # computed) other checks holding.
+    if mine.verdict != theirs.verdict or [c.passed for c in mine.checks] != [
+        c.passed for c in theirs.checks]:
       note = (f"with BatchNorm {describe(comparison['mode'])} instead of "
               f"{describe(results.get('bn_mode', ''))}: {theirs.verdict} "
               f"({_held(theirs)} checks; {theirs.ours})")
