@@ -108,6 +108,11 @@ def full_config(name: str, env):
   c.data_dir = env.data_dir
   c.train_overrides = TRAIN_OVERRIDES
   c.data_stand_ins = DATA_STAND_INS
+  if "seeds" in c:            # the pair: one seed (each seed is one more pair of runs)
+    assert tuple(c.seeds) == (0, 1, 2)
+    c.seeds = (0,)
+  if "num_batches" in c:      # Fig 7: one batch (each is one more gradient of ResNet-50)
+    c.num_batches = 1
   if "source_weights" in c:
     assert c.source_weights.endswith(".pth")   # the preset names torchvision's file
     c.source_weights = env.imagenet
