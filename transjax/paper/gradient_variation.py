@@ -110,7 +110,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     plotting.step_curves(os.path.join(workdir, path),
                          {i: tuple(zip(*pts)) if pts else ((), ()) for i, pts in curves[proto].items()},
                          ylabel="largest rise of the loss", xlabel="step",
-                         title=f"{title}; BatchNorm: {primary}, seed {seeds[0]}",
+                         title=f"{title}\n(BatchNorm: {primary}, seed {seeds[0]})",
                          yscale="symlog", marker=".")
   pm = lambda xs: f"{np.mean(xs):.4g}" if len(xs) == 1 else f"{np.mean(xs):.4g}±{np.std(xs):.2g}"
   rows = ["| BatchNorm | init | mean rise (step ∝ grad) | mean rise (fixed step) | mean "

@@ -103,7 +103,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         for init in res["at_point"]}
   eig = by_mode[primary]["eigenvalues"]
   plotting.eigenvalue_bars(os.path.join(workdir, FIGURES[0]), eig,
-                           title=f"Top-{config.top_k} Hessian eigenvalues at convergence "
+                           title=f"Top-{config.top_k} Hessian eigenvalues at convergence\n"
                                  f"(BatchNorm: {primary}; mean over {len(seeds)} seed(s))")
   spacing = plotting.contour_grid(
       os.path.join(workdir, FIGURES[1]),

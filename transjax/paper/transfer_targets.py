@@ -87,19 +87,25 @@ def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, st
   return run_dir, f"shared source {config.source!r} ({config.preset}) at {run_dir}"
 
 
-def target_similarity(config: ml_collections.ConfigDict, init_from: str) -> dict[str, float]:
-  """{target: BatchNorm-statistics distance to the source} of the pretrained network (its
-  backbone; the new head is left out), on `similarity_samples` training images per target."""
-  out = {}
+def _pretrained_on_targets(config: ml_collections.ConfigDict, init_from: str):
+  """(target, the pretrained network with the target's new head, `similarity_samples` of
+  its training images as a batch) for every target, before any training."""
   for target in config.target_names:
     c = run_config(config, target, "finetune", 0, init_from)
     data = run_data.load_data(c)
     graphdef, params, state, _ = weights.initial_weights(c, data.num_classes)
     batch = run_data.sample_batch(data.train, config.similarity_samples, mean=data.mean,
                                   std=data.std)
+    yield target, functional.merge(graphdef, params, state), batch
+
+
+def target_similarity(config: ml_collections.ConfigDict, init_from: str) -> dict[str, float]:
+  """{target: BatchNorm-statistics distance to the source} of the pretrained network (its
+  backbone; the new head is left out), on `similarity_samples` training images per target."""
+  out = {}
+  for target, model, batch in _pretrained_on_targets(config, init_from):
     try:
-      d = similarity.batchnorm_distance(functional.merge(graphdef, params, state),
-                                        batch["image"], skip_prefix=optim.HEAD)
+      d = similarity.batchnorm_distance(model, batch["image"], skip_prefix=optim.HEAD)
     except ValueError as e:  # a network without BatchNorm has no stored statistics
       raise ValueError(f"config.order_by_similarity: {e} Set it False to keep the order of "
                        "config.target_names.") from e
@@ -119,13 +125,8 @@ def kernel_similarity(config: ml_collections.ConfigDict, init_from: str,
   if os.path.exists(path) and results_lib.read_json(path).get("record") == record:
     return results_lib.read_json(path)["complexity"]
   out = {}
-  for target in config.target_names:
-    c = run_config(config, target, "finetune", 0, init_from)
-    data = run_data.load_data(c)
-    graphdef, params, state, _ = weights.initial_weights(c, data.num_classes)
-    batch = run_data.sample_batch(data.train, config.similarity_samples, mean=data.mean,
-                                  std=data.std)
-    feats = similarity.head_features(functional.merge(graphdef, params, state), batch["image"])
+  for target, model, batch in _pretrained_on_targets(config, init_from):
+    feats = similarity.head_features(model, batch["image"])
     out[target] = similarity.kernel_complexity(feats, batch["label"])
   results_lib.write_json(path, {"record": record, "complexity": out})
   return out
