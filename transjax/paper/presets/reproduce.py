@@ -2,7 +2,7 @@ r"""The whole reproduction: every paper experiment of a preset, then REPORT.md.
 
     python -m experiments.reproduce --config=configs/reproduce.py:smoke   # ~3 min, built-in data
     python -m experiments.reproduce --config=configs/reproduce.py:quick \
-        --config.data_dir=/path/to/data --workdir=runs/quick            # ~30 min on 2 CPU cores
+        --config.data_dir=/path/to/data --workdir=runs/quick            # ~7 min on 2 CPU cores
     python -m experiments.reproduce --config=configs/reproduce.py:full --workdir=runs/full
 
 Each experiment runs with the same-named preset of its own config file
