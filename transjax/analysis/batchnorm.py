@@ -47,10 +47,6 @@ from transjax import functional
 from transjax import params as params_lib
 
 MODES = ("batch", "recalibrated", "running")
-# The paper's analogue per kind of instrument (see the module docstring).
-HESSIAN_MODE = "recalibrated"
-LANDSCAPE_MODE = "recalibrated"
-GRADIENT_MODE = "batch"
 
 
 def check_mode(mode: str) -> str:
