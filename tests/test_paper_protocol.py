@@ -150,3 +150,13 @@ def test_inconclusive_claims_compare_their_checks_across_modes():
       "convergence": conv}})
   fig3 = minima.claims(other)[0]
   assert fig3.verdict == I and "inconclusive (0/2 checks" in fig3.why
+
+
+@pytest.mark.parametrize("target", ["fashion_small", "cifar_grey"])
+def test_lenet_targets_never_test_on_their_training_images(real_data_dir, target):
+  from transjax.data import run_data  # pylint: disable=import-outside-toplevel
+  from transjax.paper import pairs  # pylint: disable=import-outside-toplevel
+  data = run_data.load_data(pairs.target_config(target, "random", "quick", "",
+                                                data_dir=real_data_dir))
+  train = {np.asarray(x).tobytes() for x in data.train.images}
+  assert not any(np.asarray(x).tobytes() in train for x in data.test.images)

@@ -132,7 +132,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def claims(results: dict[str, Any]) -> list[common.Claim]:
   """Fig 4 from the distances of one run per (target, init) (values decide)."""
   c = results["clusters"]
-  sources = "ImageNet weights" if results.get("model") else "MNIST/Fashion-MNIST sources"
+  sources = ("ImageNet weights" if "imagenet" in (results.get("inits") or [])
+             else "MNIST/Fashion-MNIST sources")
   why = "; ".join(x for x in (common.stand_in_note(results.get("data", [])),
                               common.scale_note(results, "{model} with " + sources + " instead "
                                                 "of ResNet-50 with ImageNet/Places")) if x)
