@@ -31,10 +31,17 @@ PLATEAU_FRACTION = 0.2
 PLATEAU_DROP = 0.25
 PLATEAU_ABS = 0.01
 MIN_RECORDS = 4
-CRITERION = (f"training error ≤ {100 * MAX_TRAIN_ERROR:g}% at the point measured and a "
-             f"plateaued training loss (the last {100 * PLATEAU_FRACTION:g}% of the logged "
-             f"records: the later half's mean at most {100 * PLATEAU_DROP:g}% or "
-             f"{PLATEAU_ABS:g} below the earlier half's)")
+
+
+def criterion(max_train_error: float = MAX_TRAIN_ERROR) -> str:
+  """The criterion in words, at a training-error bound."""
+  return (f"training error ≤ {100 * max_train_error:g}% at the point measured and a "
+          f"plateaued training loss (the last {100 * PLATEAU_FRACTION:g}% of the logged "
+          f"records: the later half's mean at most {100 * PLATEAU_DROP:g}% or "
+          f"{PLATEAU_ABS:g} below the earlier half's)")
+
+
+CRITERION = criterion()
 
 
 def train_curve(run_dir: str) -> list[tuple[int, float]]:
@@ -43,26 +50,17 @@ def train_curve(run_dir: str) -> list[tuple[int, float]]:
   return [(r["step"], r["train_loss"]) for r in log.read() if "train_loss" in r]
 
 
-def plateau_drop(curve: Sequence[tuple[int, float]]) -> float | None:
-  """Mean loss of the earlier minus the later half of the curve's last PLATEAU_FRACTION
-  (at least MIN_RECORDS records); None with fewer records than MIN_RECORDS."""
-  losses = np.asarray([v for _, v in curve], np.float64)
-  n = max(MIN_RECORDS, int(round(PLATEAU_FRACTION * len(losses))))
-  if len(losses) < MIN_RECORDS:
-    return None
-  tail = losses[-n:]
-  half = len(tail) // 2
-  return float(tail[:half].mean() - tail[half:].mean())
-
-
 def _plateau(curve: Sequence[tuple[int, float]]) -> tuple[float | None, float | None, bool]:
-  """(drop, the earlier half's mean, plateaued) of the curve's last records."""
-  drop = plateau_drop(curve)
-  if drop is None:
+  """(drop, earlier, plateaued): over the curve's last PLATEAU_FRACTION of records (at
+  least MIN_RECORDS), the earlier half's mean loss and how far the later half's mean is
+  below it; (None, None, False) with fewer than MIN_RECORDS records."""
+  losses = np.asarray([v for _, v in curve], np.float64)
+  if len(losses) < MIN_RECORDS:
     return None, None, False
-  losses = [v for _, v in curve]
-  n = max(MIN_RECORDS, int(round(PLATEAU_FRACTION * len(losses))))
-  earlier = float(np.mean(losses[-n:][:n // 2]))
+  tail = losses[-max(MIN_RECORDS, int(round(PLATEAU_FRACTION * len(losses)))):]
+  half = len(tail) // 2
+  earlier = float(tail[:half].mean())
+  drop = earlier - float(tail[half:].mean())
   plateaued = bool(np.isfinite(drop) and (drop <= PLATEAU_ABS
                                           or drop <= PLATEAU_DROP * max(earlier, 0.0)))
   return drop, earlier, plateaued

@@ -281,6 +281,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       log.append(eval_record(ts))
 
     t0, interval_t0 = time.time(), time.time()
+    stop_at = float(config.get("stop_at_train_error", 0.0))
     sums = {"loss": 0.0, "accuracy": 0.0}
     count = 0
     pending = []
@@ -324,16 +325,15 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       if done % config.eval_every == 0 or done == num_steps:
         ev = eval_record(ts)
         log.append(ev)
-        converged = convergence.should_stop(
-            float(config.get("stop_at_train_error", 0.0)), ev["train_eval_error"],
-            [(r["step"], r["train_loss"]) for r in log.read() if "train_loss" in r])
+        if stop_at > 0:   # reads the curve back (a resumed run's earlier records included)
+          converged = convergence.should_stop(
+              stop_at, ev["train_eval_error"],
+              [(r["step"], r["train_loss"]) for r in log.read() if "train_loss" in r])
       if done % config.checkpoint_every == 0 or done == num_steps or converged:
         store.save(done, jax.device_get(ts))
       if converged:
         logging.info("[%s] stopped at step %d of %d: %s", config.name, done, num_steps,
-                     convergence.CRITERION.replace(
-                         f"{100 * convergence.MAX_TRAIN_ERROR:g}%",
-                         f"{100 * config.stop_at_train_error:g}%"))
+                     convergence.criterion(stop_at))
         break
     wall = time.time() - t0
 
