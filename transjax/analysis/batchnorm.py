@@ -99,6 +99,11 @@ def recalibrate(loss_fn: Callable, params: Any, state: Any, batches: Any) -> Any
         "bn_mode='recalibrated' needs the model's graph to reset its BatchNorm statistics; "
         "pass a loss from transjax.functional.make_loss_fn(graphdef), or use "
         "bn_mode='batch' or 'running'.")
+  return recalibrated_state(graphdef, params, state, batches)
+
+
+def recalibrated_state(graphdef: nnx.GraphDef, params: Any, state: Any, batches: Any) -> Any:
+  """`recalibrate` for a model given as (graphdef, params, state)."""
   batches = [batches] if isinstance(batches, Mapping) else list(batches)
   step = _recalibration_step(graphdef)
   for i, batch in enumerate(batches, start=1):

@@ -28,9 +28,10 @@ import scipy.linalg
 from flax import nnx
 
 from theory import gram
+from transjax import functional
 from transjax import params as params_lib
+from transjax.analysis.batchnorm import batchnorm_layers, recalibrated_state
 from transjax.models import taps as taps_lib
-from transjax.analysis.batchnorm import batchnorm_layers
 
 
 def stored_statistics(model: nnx.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -42,17 +43,14 @@ def stored_statistics(model: nnx.Module) -> dict[str, tuple[np.ndarray, np.ndarr
 def target_statistics(model: nnx.Module, images: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{layer: (mean, var)} of each BatchNorm's input over `images` (one batch, train mode).
 
-  Runs a copy of `model` with BatchNorm momentum 0, so its running statistics become the
-  batch's; `model` itself is left unchanged.
+  The statistics are the batch's, recalibrated as the instruments' bn_mode="recalibrated"
+  does (`batchnorm.recalibrated_state`); `model` itself is left unchanged.
   """
-  probe = nnx.clone(model, arrays=True)   # fresh buffers: the statistics update in place
-  layers = batchnorm_layers(probe)
-  if not layers:
+  if not batchnorm_layers(model):
     raise ValueError(f"{type(model).__name__} has no BatchNorm layer to compare statistics of.")
-  for _, bn in layers:
-    bn.momentum = 0.0
-  probe(jnp.asarray(images), train=True)
-  return stored_statistics(probe)
+  graphdef, params, state = functional.split(model)
+  state = recalibrated_state(graphdef, params, state, {"image": jnp.asarray(images)})
+  return stored_statistics(functional.merge(graphdef, params, state))
 
 
 def batchnorm_distance(model: nnx.Module, images: Any, *, skip_prefix: str = "") -> dict[str, Any]:
@@ -85,7 +83,7 @@ def head_features(model: nnx.Module, images: Any, *, batch_statistics: bool = Tr
   its own statistics, as the first fine-tuning steps see the network (a copy runs in train
   mode; `model` is unchanged); else the stored running statistics.
   """
-  graphdef, state = nnx.split(nnx.clone(model, arrays=True))
+  graphdef, state = nnx.split(model)   # merged anew inside `run`: `model` is not changed
 
   @jax.jit
   def run(state, x):

@@ -87,13 +87,13 @@ def _measure(r, batches, config, mode: str) -> dict[str, Any]:
   batches (and, for the per-layer ones, over `config.layers`); the figures' histogram,
   projection and per-layer scale from the first batch and `config.layer`."""
   layers = list(config.get("layers") or ()) or [config.layer]
-  per_batch = [_one_batch(r, b, config, layers, mode) for b in batches]
+  measured = layers + [config.layer] * (config.layer not in layers)   # the figure's too
+  per_batch = [_one_batch(r, b, config, measured, mode) for b in batches]
   first = per_batch[0]
   mean = lambda key: float(np.mean([m[key] for m in per_batch]))
   over_layers = lambda key: float(np.mean([m["per_layer"][l][key] for m in per_batch
                                            for l in layers]))
-  figure_layer = first["per_layer"].get(config.layer) or _one_batch(
-      r, batches[0], config, [config.layer], mode)["per_layer"][config.layer]
+  figure_layer = first["per_layer"][config.layer]
   return {
       "loss": mean("loss"), "histogram": first["histogram"],
       "mean_abs_grad": over_layers("mean_abs_grad"), "grad_std": first["histogram"]["std"],

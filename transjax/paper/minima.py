@@ -34,18 +34,18 @@ ELEMENTS = ("Fig 3", "Fig 10")
 
 def _measure(config, r, batch, init: str, seed: int, mode: str, workdir: str) -> dict[str, Any]:
   """Top-k eigenvalues, the landscape and the loss / error on the analysed samples of one
-  network in one BatchNorm mode."""
-  op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch, bn_mode=mode)
+  network in one BatchNorm mode (prepared once: the instruments then take it as given)."""
+  loss_fn, state = batchnorm.prepare(r.loss_fn, r.params, r.state, batch, mode)
+  op = hessian.HessianOperator(loss_fn, r.params, state, batch)
   logging.info("%s seed %d (%s): top-%d Hessian eigenvalues of %d parameters by Lanczos",
                init, seed, mode, config.top_k, op.dim)
   top = hessian.lanczos_top_k(op, k=config.top_k, tol=1e-4, seed=0,
                               max_steps=config.get("lanczos_max_steps", 0) or None,
                               log_every=10, memory_fix=_LANCZOS_FIX)
   res = landscape.landscape_2d(
-      r.loss_fn, r.params, r.state, batch, key=config.seed, resolution=config.resolution,
-      eta=config.eta, bn_mode=mode,
+      loss_fn, r.params, state, batch, key=config.seed, resolution=config.resolution,
+      eta=config.eta,
       resume_path=common.partial_path(workdir, f"landscape_{init}_s{seed}_{mode}.npz"))
-  loss_fn, state = batchnorm.prepare(r.loss_fn, r.params, r.state, batch, mode)
   loss, aux = loss_fn(r.params, state, batch, False)
   return {"eigenvalues": [float(x) for x in top.eigenvalues],
           "lanczos_converged": bool(top.converged),
@@ -78,7 +78,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   workdir = results_lib.ensure_workdir(workdir)
   seeds = pairs.seeds_of(config)
   measured: dict[str, dict[str, list]] = {}     # mode -> init -> [per seed]
-  curves, finals, run_dirs, land = {}, {}, {}, {}
+  curves, finals, run_dirs = {}, {}, {}
   modes: list[str] = []
   for seed in seeds:
     dirs = pairs.pair_runs(config, seed=seed)
@@ -87,15 +87,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       batch = r.batch("train", config.num_samples, seed=0)
       modes = bn_modes.modes(config, r.state)
       for mode in modes:
-        m = _measure(config, r, batch, init, seed, mode, workdir)
-        measured.setdefault(mode, {}).setdefault(init, []).append(m)
-        land.setdefault(mode, {}).setdefault(init, []).append(m["landscape"])
+        measured.setdefault(mode, {}).setdefault(init, []).append(
+            _measure(config, r, batch, init, seed, mode, workdir))
       curves.setdefault(init, []).append(convergence.train_curve(d))
       finals.setdefault(init, []).append(
           results_lib.read_json(os.path.join(d, "results.json"))["final"])
       run_dirs.setdefault(init, []).append(d)
   primary = modes[0]
   by_mode = {mode: _mode_results(measured[mode]) for mode in modes}
+  land = {mode: {init: [m["landscape"] for m in ms] for init, ms in per_init.items()}
+          for mode, per_init in measured.items()}
   for mode, res in by_mode.items():
     res["convergence"] = {
         init: [convergence.assess(a["error"], a["loss"], c)

@@ -119,17 +119,14 @@ def kernel_similarity(config: ml_collections.ConfigDict, init_from: str,
   (`similarity.kernel_complexity`: smaller is more similar, labels included), on
   `similarity_samples` training images per target, before any training. Computed once into
   `<workdir>/kernel_similarity.json`."""
-  path = os.path.join(workdir, "kernel_similarity.json")
-  record = {"init_from": init_from, "targets": list(config.target_names),
-            "samples": int(config.similarity_samples), "ridge": similarity.KERNEL_RIDGE}
-  if os.path.exists(path) and results_lib.read_json(path).get("record") == record:
-    return results_lib.read_json(path)["complexity"]
-  out = {}
-  for target, model, batch in _pretrained_on_targets(config, init_from):
-    feats = similarity.head_features(model, batch["image"])
-    out[target] = similarity.kernel_complexity(feats, batch["label"])
-  results_lib.write_json(path, {"record": record, "complexity": out})
-  return out
+  def compute():
+    return {target: similarity.kernel_complexity(
+        similarity.head_features(model, batch["image"]), batch["label"])
+            for target, model, batch in _pretrained_on_targets(config, init_from)}
+
+  return _computed_once(os.path.join(workdir, "kernel_similarity.json"), "complexity",
+                        {**_similarity_record(config, init_from),
+                         "ridge": similarity.KERNEL_RIDGE}, compute)
 
 
 def ordered_targets(config: ml_collections.ConfigDict, init_from: str,
@@ -138,15 +135,27 @@ def ordered_targets(config: ml_collections.ConfigDict, init_from: str,
   The distances are computed once into `<workdir>/similarity.json`."""
   if not config.order_by_similarity:
     return list(config.target_names), None
-  path = os.path.join(workdir, "similarity.json")
-  record = {"init_from": init_from, "targets": list(config.target_names),
-            "samples": int(config.similarity_samples)}
-  if os.path.exists(path) and results_lib.read_json(path).get("record") == record:
-    distances = results_lib.read_json(path)["distances"]
-  else:
-    distances = target_similarity(config, init_from)
-    results_lib.write_json(path, {"record": record, "distances": distances})
+  distances = _computed_once(os.path.join(workdir, "similarity.json"), "distances",
+                             _similarity_record(config, init_from),
+                             lambda: target_similarity(config, init_from))
   return sorted(distances, key=distances.get), distances
+
+
+def _similarity_record(config: ml_collections.ConfigDict, init_from: str) -> dict[str, Any]:
+  return {"init_from": init_from, "targets": list(config.target_names),
+          "samples": int(config.similarity_samples)}
+
+
+def _computed_once(path: str, key: str, record: dict[str, Any], compute) -> dict[str, float]:
+  """`compute()`, stored in `path` under `key` with `record`; read back while the record
+  (what it was computed from) is the same."""
+  if os.path.exists(path):
+    stored = results_lib.read_json(path)
+    if stored.get("record") == record:
+      return stored[key]
+  values = compute()
+  results_lib.write_json(path, {"record": record, key: values})
+  return values
 
 
 # ----------------------------------------------------------------------------- run
