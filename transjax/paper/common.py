@@ -432,6 +432,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
   return float(v.mean()), float(v.std(ddof=0))
 
 
+def fmt_seeds(values: Sequence[float], digits: int = 4) -> str:
+  """A number measured over seeds for a summary table: its mean in `digits` significant
+  digits, ± the standard deviation in 2 where there are several values."""
+  m = float(np.mean(values))
+  return f"{m:.{digits}g}" if len(values) == 1 else f"{m:.{digits}g}±{float(np.std(values)):.2g}"
+
+
 def fmt_pm(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
   m, s = mean_std([scale * x for x in values])
   return f"{m:.{digits}f}±{s:.{digits}f}"

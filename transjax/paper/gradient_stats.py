@@ -149,8 +149,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for mode in modes:
     for init, s in by_mode[mode]["stats"].items():
       b = by_mode[mode]["stats_by_seed"][init]
-      pm = lambda k: (f"{np.mean(b[k]):.4g}" if len(b[k]) == 1
-                      else f"{np.mean(b[k]):.4g}±{np.std(b[k]):.2g}")
+      pm = lambda k: common.fmt_seeds(b[k])
       rows.append(f"| {mode} | {init} | {pm('mean_abs_grad')} | {pm('relative_grad')} | "
                   f"{pm('top_projection')} | {pm('scale_growth')} | {pm('scale_spread')} | "
                   + ", ".join(f"{n:.3g}" for n in s["scale"]["norms"]) + " |")

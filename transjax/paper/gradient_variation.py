@@ -112,7 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                          ylabel="largest rise of the loss", xlabel="step",
                          title=f"{title}\n(BatchNorm: {primary}, seed {seeds[0]})",
                          yscale="symlog", marker=".")
-  pm = lambda xs: f"{np.mean(xs):.4g}" if len(xs) == 1 else f"{np.mean(xs):.4g}±{np.std(xs):.2g}"
+  pm = common.fmt_seeds
   rows = ["| BatchNorm | init | mean rise (step ∝ grad) | mean rise (fixed step) | mean "
           "max-variation (step ∝ grad) | mean max-variation (fixed step) | mean ‖g‖ |",
           "|---|---|---|---|---|---|---|"]

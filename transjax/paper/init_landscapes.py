@@ -111,7 +111,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                                   for init, xs in per_init.items()}
                                           for layer, per_init in per_layer.items()}}
              for mode, per_layer in by_seed.items()}
-  pm = lambda xs: f"{np.mean(xs):.4g}" if len(xs) == 1 else f"{np.mean(xs):.4g}±{np.std(xs):.2g}"
+  pm = common.fmt_seeds
   rows = ["| BatchNorm | layer | loss range (random) | loss range (pretrained) | bumpiness "
           "(random) | bumpiness (pretrained) | curvature (random) | curvature (pretrained) |",
           "|---|---|---|---|---|---|---|---|"]

@@ -114,8 +114,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   rows = ["| BatchNorm | init | top-1 eigenvalue | mean top-k | mean loss increase over grid | "
           "max increase | train loss / error at the point (analysed samples) | at a minimum "
           "| test error |", "|---|---|---|---|---|---|---|---|---|"]
-  fmt = lambda xs, d=4: (f"{np.mean(xs):.{d}g}" if len(xs) == 1
-                         else f"{np.mean(xs):.{d}g}±{np.std(xs):.2g}")
+  pm = common.fmt_seeds
   for mode in modes:
     res = by_mode[mode]
     for init, per_seed in res["eigenvalues_by_seed"].items():
@@ -123,12 +122,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       at = res["at_point"][init]
       conv = res["convergence"][init]
       rows.append(
-          f"| {mode} | {init} | {fmt([e[0] for e in per_seed])} | "
-          f"{fmt([np.mean(e) for e in per_seed])} | {fmt([x['mean_increase'] for x in st])} | "
-          f"{fmt([x['max_increase'] for x in st])} | "
-          f"{fmt([a['loss'] for a in at], 3)} / {fmt([100 * a['error'] for a in at], 3)}% | "
+          f"| {mode} | {init} | {pm([e[0] for e in per_seed])} | "
+          f"{pm([np.mean(e) for e in per_seed])} | {pm([x['mean_increase'] for x in st])} | "
+          f"{pm([x['max_increase'] for x in st])} | "
+          f"{pm([a['loss'] for a in at], 3)} / {pm([100 * a['error'] for a in at], 3)}% | "
           f"{sum(c['converged'] for c in conv)}/{len(conv)} | "
-          f"{fmt([100 * f['test_error'] for f in finals[init]], 3)}% |")
+          f"{pm([100 * f['test_error'] for f in finals[init]], 3)}% |")
   rows.append("")
   rows.append(f"top-{config.top_k} eigenvalues (Lanczos) on {config.num_samples} samples; "
               f"{config.resolution}x{config.resolution} grid, eta {config.eta}, contours every "
