@@ -7,7 +7,6 @@ the key and the allowed values.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from transjax import results as results_lib
 from transjax.data import spec as data_spec_lib
 from transjax.models import HEAD_KINDS, MODEL_NAMES
 
@@ -162,12 +162,12 @@ def check_run_folder_config(workdir: str, config_dict: Mapping[str, Any],
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    try:
-      old = json.load(f)
-    except ValueError:
-      old = None
-  diff = config_differences(old, dict(config_dict)) if isinstance(old, Mapping) else ["(unreadable)"]
+  try:
+    old = results_lib.read_json(path)  # paths stored relative come back at today's place
+  except ValueError:
+    old = None
+  diff = (config_differences(results_lib.comparable(old), results_lib.comparable(config_dict))
+          if isinstance(old, Mapping) else ["(unreadable)"])
   if not diff:
     return
   shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
 
 class UnwritableWorkdirError(PermissionError):
@@ -48,7 +49,7 @@ def finished_with(folder: str, config: Any, *, record: str = "config.json",
   recorded = read_json(record_path)
   if key is not None:
     recorded = recorded.get(key)
-  return recorded == to_jsonable(config)
+  return comparable(recorded) == comparable(config)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -71,18 +72,86 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
+# Config fields that hold a folder or file. Where one points inside the workdir a run
+# folder's JSON files belong to, they store it relative to the file's own folder
+# ("./..." or "../..."), so that a copied or moved workdir resumes: `write_json` makes them
+# relative, `read_json` absolute again at the folder's present place.
+PATH_KEYS = frozenset({"init_from", "shared_dir", "data_dir", "tfds_data_dir"})
+
+
+def _is_path(value: Any) -> bool:
+  """A non-empty string that is not a scheme name such as "imagenet:efficientnet_lite0"."""
+  return (isinstance(value, str) and bool(value)
+          and not (":" in value.split("/", 1)[0] and not os.path.isabs(value)))
+
+
+def _map_paths(data: Any, fn) -> Any:
+  if isinstance(data, Mapping):
+    return {k: fn(v) if k in PATH_KEYS and _is_path(v) else _map_paths(v, fn)
+            for k, v in data.items()}
+  if isinstance(data, list):
+    return [_map_paths(v, fn) for v in data]
+  return data
+
+
+def portable(data: Any, folder: str) -> Any:
+  """`data` with every PATH_KEYS path inside the held workdir made relative to `folder`.
+
+  The workdir is the outermost folder this process holds (`workdir_lock`) around `folder`,
+  else `folder` itself. Paths outside it (a data directory, a weights file elsewhere) and
+  relative ones stay as given.
+  """
+  from transjax import workdir_lock  # pylint: disable=import-outside-toplevel
+  folder = os.path.abspath(folder)
+  anchor = workdir_lock.outermost_held(folder) or folder
+  anchor = os.path.realpath(anchor)
+  real_folder = os.path.realpath(folder)
+
+  def rel(value: str) -> str:
+    if not os.path.isabs(value):
+      return value
+    real = os.path.realpath(value)
+    if real != anchor and not real.startswith(anchor + os.sep):
+      return value
+    out = os.path.relpath(real, real_folder)
+    return out if out.startswith("..") else os.path.join(".", out)
+
+  return _map_paths(data, rel)
+
+
+def resolved(data: Any, folder: str) -> Any:
+  """The inverse of `portable`: "./x" and "../x" PATH_KEYS values made absolute at `folder`."""
+  folder = os.path.abspath(folder)
+
+  def absolute(value: str) -> str:
+    if value == "." or value.startswith(("./", "../")) or value == "..":
+      return os.path.normpath(os.path.join(folder, value))
+    return value
+
+  return _map_paths(data, absolute)
+
+
+def comparable(data: Any) -> Any:
+  """`data` with its PATH_KEYS paths absolute (a cwd-relative path given by the user, or a
+  path read back by `read_json`), for comparing a recorded config with a new one."""
+  return _map_paths(to_jsonable(data), lambda v: os.path.normpath(os.path.abspath(v)))
+
+
 def write_json(path: str, data: Any) -> None:
-  """Writes JSON atomically (a killed run never leaves half a file)."""
+  """Writes JSON atomically (a killed run never leaves half a file); paths inside the
+  workdir are stored relative to the file's folder (`portable`)."""
   tmp = path + ".tmp"
+  data = portable(to_jsonable(data), os.path.dirname(os.path.abspath(path)))
   with open(tmp, "w") as f:
-    json.dump(to_jsonable(data), f, indent=2, sort_keys=False)
+    json.dump(data, f, indent=2, sort_keys=False)
     f.write("\n")
   os.replace(tmp, path)
 
 
 def read_json(path: str) -> Any:
+  """Reads a JSON file; paths `write_json` stored relative come back absolute."""
   with open(path) as f:
-    return json.load(f)
+    return resolved(json.load(f), os.path.dirname(os.path.abspath(path)))
 
 
 class MetricsLog:
@@ -94,16 +163,42 @@ class MetricsLog:
 
   def __init__(self, path: str):
     self.path = path
+    self._torn_noticed = False
 
   def append(self, record: Mapping[str, Any]) -> None:
     with open(self.path, "a") as f:
       f.write(json.dumps(to_jsonable(record)) + "\n")
 
   def read(self) -> list[dict[str, Any]]:
+    """The records; a torn last line (a kill mid-write) is left out with a notice.
+
+    Raises:
+      ValueError: a line before the last does not parse (named by file and line number):
+        that is damage a kill cannot cause, so it is not dropped silently.
+    """
     if not os.path.exists(self.path):
       return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+    with open(self.path, encoding="utf-8", errors="replace") as f:
+      lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    records = []
+    for i, (n, line) in enumerate(lines):
+      try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+          raise ValueError(f"a JSON {type(record).__name__}, not an object")
+      except ValueError as e:
+        if i == len(lines) - 1:
+          if not self._torn_noticed:
+            logging.warning("notice: %s line %d is incomplete (a run killed while writing "
+                            "it); left out, the %d records before it are kept.", self.path, n,
+                            len(records))
+            self._torn_noticed = True
+          break
+        raise ValueError(f"{self.path} line {n} is not a JSON record ({e}); the lines after "
+                         "it are complete, so this is damage, not a kill. Repair or remove "
+                         "that line.") from None
+      records.append(record)
+    return records
 
   def truncate_after(self, step: int) -> None:
     kept = [r for r in self.read() if r.get("step", 0) <= step]

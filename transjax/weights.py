@@ -96,7 +96,14 @@ def restore_run_weights(run_dir: str, which: str | int = "final") -> tuple[ml_co
   if step not in steps:
     raise FileNotFoundError(f"{run_dir} has no checkpoint at step {step}; it has {steps}.")
   with ckpt.CheckpointStore(run_dir, max_to_keep=None) as store:
-    raw = store.restore(step, optim.train_state_like(params, state, config))
+    try:
+      raw = store.restore(step, optim.train_state_like(params, state, config))
+    except Exception as e:  # pylint: disable=broad-except  (Orbax raises bare Exception)
+      # An analysis reads another run's folder: it reports, and leaves repair to training.
+      raise ckpt.UnreadableCheckpointError(
+          f"{run_dir}: checkpoint step {step} cannot be read ({ckpt.reason(e)}). Run its "
+          "training again on the same folder: it sets the step aside and resumes from the "
+          "newest readable one.") from e
   return config, graphdef, raw["params"], raw["state"]
 
 

@@ -187,6 +187,18 @@ def release(workdir: str) -> None:
         os.rmdir(path)  # only succeeds when empty
 
 
+def outermost_held(path: str) -> str | None:
+  """The outermost folder this process holds that contains `path` (or is it); else None.
+
+  That is the workdir the user named (reproduce's, an experiment's or a run's), the folder
+  whose copy or move must carry every path that points inside it.
+  """
+  target = _key(path)
+  with _mutex:
+    inside = [held for held in _held if target == held or target.startswith(held + os.sep)]
+  return min(inside, key=len) if inside else None
+
+
 def holds(workdir: str) -> bool:
   """Whether this process holds `workdir`'s lock."""
   return _key(workdir) in _held
