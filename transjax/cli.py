@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from transjax import results, workdir_lock
+from transjax import interrupts, results, workdir_lock
 
 USER_ERROR_EXIT = 2  # the exit status of a user error (a traceback, i.e. a bug, exits 1)
 
@@ -25,15 +25,17 @@ DEBUG = flags.DEFINE_bool(
 
 
 class _DropChatter(py_logging.Filter):
-  """Orbax logs every save step at INFO; keep its warnings, drop the chatter."""
+  """Orbax logs every save at INFO and a failed write (a full disk) as pages of ERROR lines
+  from its worker threads; every failure also reaches transjax as an exception that ends in
+  one line, so its own records are kept off the terminal (--debug shows them)."""
 
   def filter(self, record: py_logging.LogRecord) -> bool:
-    noisy = "orbax" in record.pathname or "etils" in record.pathname
-    return not (noisy and record.levelno < py_logging.WARNING)
+    noisy = any(name in record.pathname for name in ("orbax", "etils", "tensorstore"))
+    return not noisy or debug_enabled()
 
 
 def setup_logging() -> None:
-  """INFO progress lines from transjax; only warnings from orbax."""
+  """INFO progress lines from transjax; Orbax's records only with --debug."""
   logging.set_verbosity(logging.INFO)
   handler = logging.get_absl_handler()
   handler.addFilter(_DropChatter())
@@ -72,11 +74,23 @@ def exit_with_user_error(message: str) -> None:
 def run_or_exit(fn, *args, **kwargs):
   """Calls `fn`; a user error ends the program with its one message (exit status 2).
 
+  SIGTERM and SIGINT end it with one line saying where it stopped and how to resume, and
+  the exit status 128 + the signal's number (`transjax.interrupts`: training writes a
+  checkpoint at the current step first; a second signal exits at once).
+
   With --debug (or TRANSJAX_DEBUG=1) the error propagates with its traceback.
   """
   results.git_commit()  # the commit this process's code came from, read before it runs
   try:
-    return fn(*args, **kwargs)
+    with interrupts.handled():
+      return fn(*args, **kwargs)
+  except interrupts.Interrupted as e:
+    if debug_enabled():
+      raise
+    print(f"interrupted: {one_line(str(e)) or 'stopped'}"
+          + ("" if e.where else "; run the same command again to resume"),
+          file=sys.stderr, flush=True)
+    raise SystemExit(e.exit_status) from None
   except USER_ERRORS as e:
     if debug_enabled():
       raise

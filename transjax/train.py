@@ -10,7 +10,9 @@ A run folder (`workdir`) holds config.json, metrics.jsonl, results.json, checkpo
 init/ (the starting weights) and training_curves.png. Started again with the same
 workdir, a run resumes from its last checkpoint and ends with the same numbers as an
 uninterrupted one: batches are a function of (seed, step), and the metrics log is cut
-back to the restored step.
+back to the restored step. A checkpoint that cannot be read is set aside and the run
+resumes from the newest readable one (`transjax.checkpoint`); SIGTERM or SIGINT writes a
+checkpoint at the current step before the run stops (`transjax.interrupts`).
 
 Where the weights come from is `transjax.weights`; what trains and the optimiser are
 `transjax.optim`; the run's data is `transjax.data.run_data`.
@@ -37,6 +39,7 @@ from transjax import checkpoint as ckpt
 from transjax import config as config_lib
 from transjax import convergence
 from transjax import functional
+from transjax import interrupts
 from transjax import params as params_lib
 from transjax import plotting
 from transjax import results as results_lib
@@ -50,6 +53,46 @@ from transjax.optim import make_optimizer, trainable_mask
 
 class NonFiniteError(FloatingPointError):
   """NaN or Inf in the loss or the parameters; a checkpoint of the last finite state is kept."""
+
+
+# The training-loss sums of the logging interval a signal cut, beside the checkpoint it
+# wrote: the resumed run's next train record then averages the same steps as an
+# uninterrupted run's.
+INTERRUPTED_INTERVAL = "interrupted_interval.json"
+
+
+def _interval_at(path: str, start: int) -> tuple[dict[str, float], int]:
+  """(sums, count) of the logging interval open at `start`: zero, or what a signal saved."""
+  if os.path.exists(path):
+    try:
+      saved = results_lib.read_json(path)
+      if saved.get("step") == start:
+        return {"loss": float(saved["loss"]), "accuracy": float(saved["accuracy"])}, \
+            int(saved["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+      pass  # a damaged note: the interval restarts (only its logged average differs)
+  return {"loss": 0.0, "accuracy": 0.0}, 0
+
+
+def _checkpoint_on_signal(store: ckpt.CheckpointStore, ts, step: int, start: int,
+                          sums: dict[str, float], count: int, interval_path: str,
+                          workdir: str) -> None:
+  """Writes a checkpoint at `step` (where one is missing and the state is finite), then
+  raises `interrupts.Interrupted` saying where the run stands."""
+  signum = interrupts.pending()
+  if int(ts["nonfinite_step"]) >= 0:
+    where = (f"{workdir} stopped at step {step} without a checkpoint (the state is not "
+             f"finite); run the same command again to resume from step {start}")
+  elif step > start:
+    if step not in store.all_steps():  # a scheduled checkpoint may have just been written
+      store.save(step, jax.device_get(ts))
+    results_lib.write_json(interval_path, {"step": step, "count": count, **sums})
+    where = (f"checkpoint written at step {step} of {workdir}; run the same command again "
+             "to resume from there")
+  else:
+    where = (f"{workdir} is at step {step} (nothing new to checkpoint); run the same "
+             "command again to resume")
+  raise interrupts.Interrupted(signum, where)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, n_train: int) -> int:
@@ -260,13 +303,16 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   log = results_lib.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
   init_dir = os.path.join(workdir, "init")
-  with ckpt.CheckpointStore(workdir, max_to_keep=config.keep_checkpoints,
-                            keep_period=config.keep_period or None) as store:
+  interval_path = os.path.join(workdir, INTERRUPTED_INTERVAL)
+  # SIGTERM / SIGINT wait for the end of a step (transjax.interrupts), then checkpoint.
+  with interrupts.deferred(), ckpt.CheckpointStore(
+      workdir, max_to_keep=config.keep_checkpoints,
+      keep_period=config.keep_period or None) as store:
     ts = {"step": jnp.zeros((), jnp.int32), "params": params0, "state": state0,
           "opt_state": tx.init(params0), "nonfinite_step": jnp.full((), -1, jnp.int32)}
-    start = store.latest_step()
+    start, restored = store.restore_newest_readable(ts)
     if start is not None:
-      ts = store.restore(start, ts)
+      ts = restored
       params0 = ckpt.restore_tree(init_dir, {"params": params0, "state": state0})["params"]
       log.truncate_after(start)
       logging.info("Resuming %s from step %d of %d.", workdir, start, num_steps)
@@ -282,13 +328,21 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
     t0, interval_t0 = time.time(), time.time()
     stop_at = float(config.get("stop_at_train_error", 0.0))
-    sums = {"loss": 0.0, "accuracy": 0.0}
-    count = 0
+    sums, count = _interval_at(interval_path, start)
+    # A checkpoint a signal wrote between scheduled ones goes once the next one is written,
+    # so the folder ends as an uninterrupted run's.
+    unscheduled = start if start % config.checkpoint_every and start != num_steps else None
     pending = []
     for step, batch in batching.iterate(data.train, config.batch_size, config.seed,
                                         start_step=start, num_steps=num_steps - start,
                                         augment=config.data.augment, mean=data.mean,
                                         std=data.std):
+      if interrupts.pending():  # `step` steps are done: the state is whole here
+        for m in jax.device_get(pending):
+          sums["loss"] += float(m["loss"])
+          sums["accuracy"] += float(m["accuracy"])
+          count += 1
+        _checkpoint_on_signal(store, ts, step, start, sums, count, interval_path, workdir)
       ts, metrics = step_fn(ts, jax.device_put(batch, data_sharding))
       pending.append(metrics)
       done = step + 1
@@ -331,11 +385,16 @@ def train(config: ml_collections.ConfigDict, workdir: str,
               [(r["step"], r["train_loss"]) for r in log.read() if "train_loss" in r])
       if done % config.checkpoint_every == 0 or done == num_steps or converged:
         store.save(done, jax.device_get(ts))
+        if unscheduled is not None:
+          store.delete(unscheduled)
+          unscheduled = None
       if converged:
         logging.info("[%s] stopped at step %d of %d: %s", config.name, done, num_steps,
                      convergence.criterion(stop_at))
         break
     wall = time.time() - t0
+  if os.path.exists(interval_path):
+    os.remove(interval_path)
 
   records = log.read()
   final = results_lib.last_with(records, "test_error")
