@@ -14,7 +14,9 @@ Scores: logme, leep, nce, hscore, shrinkage_hscore, sfda, nleep, gbc, transrate,
 knn (the control), theory_deviation and theory_generalisation (the paper's theory on the
 ReLU kernel of the features). The empirical-NTK theory scores need the network itself:
 `ntk.ntk_deviation` / `ntk.ntk_generalisation`. `ranking` evaluates a score against
-measured accuracies (weighted / plain Kendall tau, top-1 regret).
+measured accuracies (weighted / plain Kendall tau, top-1 regret). `candidates` (imported on
+its own: it loads models) ranks pretrained candidates on a target dataset
+(`experiments/rank_models.py`).
 """
 
 from __future__ import annotations
