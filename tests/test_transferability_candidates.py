@@ -20,7 +20,7 @@ def _lenet(name: str, seed: int) -> candidates.Candidate:
 
 @pytest.fixture(name="target")
 def _target():
-  return data_spec.build({"name": "digits", "split": "train"}, seed=0)
+  return data_spec.build({"name": "digits", "split": "train", "transforms": ("total:64",)}, seed=0)
 
 
 def test_features_are_the_head_input_and_probs_its_softmax(target):
