@@ -56,7 +56,8 @@ def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
   return centres
 
 
-def kmeans_assignments(key: jax.Array, x: jax.Array, k: int, steps: int = KMEANS_STEPS) -> jax.Array:
+def kmeans_assignments(key: jax.Array, x: jax.Array, k: int,
+                       steps: int = KMEANS_STEPS) -> jax.Array:
   """(N, K) one-hot cluster assignments after `steps` Lloyd iterations from k-means++."""
 
   def assign(centres):

@@ -24,8 +24,9 @@ shared with `transjax.analysis.similarity.kernel_complexity`: H + lam I with
 lam = ridge * tr(H) / n, ridge = 1e-3. On the sphere H's diagonal is 1/2, so lam = 5e-4
 bounds the condition number by about n / ridge, leaves every eigen-direction with
 eigenvalue >> lam as it is, and caps what a direction of H's null space can add at
-||r_dir||^2 / lam; it is the minimum-norm interpolant's norm of a network trained with a
-tiny weight decay. The same ridge for every candidate keeps the scores comparable.
+||r_dir||^2 / lam. Exactly, r^T (H + lam I)^-1 r = min_f ||f||_H^2 + ||r - f(X)||^2 / lam:
+the RKHS norm of a kernel-ridge fit plus its residual, the norm a network trained with a
+tiny weight decay reaches instead of interpolating. The same ridge for every candidate keeps the scores comparable.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def residual_targets(labels: Any, source_probs: Any | None = None) -> jax.Array:
   return r - jnp.mean(r, axis=0, keepdims=True)
 
 
-def kernel_quadratic_form(kernel: Any, targets: jax.Array, *, ridge: float = KERNEL_RIDGE) -> jax.Array:
+def kernel_quadratic_form(kernel: Any, targets: jax.Array, *,
+                          ridge: float = KERNEL_RIDGE) -> jax.Array:
   """tr(R^T (K + lam I)^-1 R), lam = ridge * tr(K) / n, by a Cholesky solve in float64.
 
   Call inside `common.in_float64`.

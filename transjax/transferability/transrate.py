@@ -16,7 +16,8 @@ from transjax.transferability import common
 DISTORTION = 1e-4   # the paper's epsilon
 
 
-def coding_rate(z: jax.Array, weight: jax.Array | None = None, *, eps: float = DISTORTION) -> jax.Array:
+def coding_rate(z: jax.Array, weight: jax.Array | None = None, *,
+                eps: float = DISTORTION) -> jax.Array:
   """R(Z, eps) = 1/2 logdet(I + Z^T Z / (n eps)) of the rows of Z (weighted rows: 0 or 1).
 
   Args:
