@@ -15,6 +15,9 @@ from absl import app, flags
 from transjax import cli
 from transjax.transferability import SCORES
 
+# Defined here as in transferability.candidates.NTK_SCORES, so --help needs no model import.
+_NTK_SCORES = ["ntk_deviation", "ntk_generalisation"]
+
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
@@ -26,8 +29,12 @@ def _define_flags():
   flags.DEFINE_list("candidates", None, "Comma-separated candidates: 'imagenet:<name>' "
                     "(pip-installed ImageNet weights), run folders (their final checkpoint) "
                     "or weights files (see --weights_model).")
-  flags.DEFINE_enum("score", "logme", list(SCORES), "Transferability score to rank by "
-                    "(higher = better transfer).")
+  flags.DEFINE_enum("score", "logme", [*SCORES, *_NTK_SCORES], "Transferability score to "
+                    "rank by (higher = better transfer); ntk_* are the theory scores on the "
+                    "network's own empirical NTK (see --ntk_layers).")
+  flags.DEFINE_list("ntk_layers", ["fc"], "Layers free in the ntk_* scores' kernel, e.g. "
+                    "fc (the head) or fc1,fc2,fc; the source head's outputs count, so keep "
+                    "them small for 1000-class heads.")
   flags.DEFINE_integer("num_samples", 500, "Target samples scored, drawn stratified by "
                        "class with --seed; 0 scores the whole split.")
   flags.DEFINE_integer("seed", 0, "Seed of the target sample (and of the data's seeded "
@@ -49,7 +56,8 @@ def main(argv):
   result = cli.run_or_exit(
       candidates.rank_to_file, {"name": f.target, "split": f.split}, f.candidates, f.score,
       f.output, data_dir=f.data_dir, seed=f.seed, num_samples=f.num_samples or None,
-      image_size=f.image_size, weights_model=f.weights_model, batch_size=f.batch_size)
+      image_size=f.image_size, weights_model=f.weights_model, batch_size=f.batch_size,
+      ntk_layers=f.ntk_layers)
   print(candidates.format_ranking(result))
   print(f"written to {f.output}")
 

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from transjax import functional
 from transjax.data import spec as data_spec
+from transjax.data import transforms
 from transjax.models import build_model
-from transjax.transferability import candidates
+from transjax.transferability import candidates, ntk, theory_score
 
 
 def _lenet(name: str, seed: int) -> candidates.Candidate:
@@ -59,3 +61,22 @@ def test_unknown_candidates_and_scores_are_refused(target):
     candidates.load_candidate("/no/such/candidate")
   with pytest.raises(KeyError):
     candidates.rank_candidates(target, ["x"], "no_such_score")
+
+
+def test_the_ntk_of_a_models_linear_head_is_its_features_gram_plus_one(target):
+  cand = _lenet("a", 1)
+  target = transforms.subset_total(target, 20, 0)
+  feats, probs = candidates.features_and_probs(cand, target)
+  graphdef, params, state = functional.split(cand.model)
+  apply_fn, subset = ntk.model_apply_fn(graphdef, params, state, "fc")
+  kernel = ntk.empirical_ntk(apply_fn, subset, candidates.model_inputs(cand, target))
+  np.testing.assert_allclose(kernel, feats @ feats.T + 1.0, rtol=1e-5)
+  got = candidates.ntk_score(cand, target, "ntk_deviation", probs)
+  np.testing.assert_allclose(got, theory_score.deviation_score(feats @ feats.T + 1.0,
+                                                               target.labels, probs), rtol=1e-4)
+
+
+def test_a_jacobian_over_budget_is_refused():
+  with pytest.raises(ValueError, match="budget"):
+    ntk.empirical_ntk(lambda p, x: x @ p, np.ones((3, 5), np.float32), np.ones((2, 3)),
+                      budget_bytes=10)

@@ -35,10 +35,14 @@ from transjax.data import batching, transforms
 from transjax.data.dataset import Dataset
 from transjax.models import EFFICIENTNET_NAMES, build_model
 from transjax.models import taps as taps_lib
-from transjax.transferability import SCORES, score as score_fn
+from transjax.transferability import SCORES, ntk, score as score_fn
 
 IMAGENET_CLASSES = 1000
 DEFAULT_IMAGE_SIZE = 224
+# The theory scores on the network's own empirical NTK (they need the model, not features).
+NTK_SCORES = {"ntk_deviation": ntk.ntk_deviation,
+              "ntk_generalisation": ntk.ntk_generalisation}
+DEFAULT_NTK_LAYERS = "fc"   # transjax models' head (transjax.optim.HEAD)
 
 
 @dataclasses.dataclass
@@ -109,6 +113,33 @@ def load_candidate(source: str, *, image_size: int | None = None,
                           "nor a weights file.")
 
 
+def model_inputs(candidate: Candidate, ds: Dataset) -> np.ndarray:
+  """`ds`'s images as `candidate` takes them: its size and channels, normalised, float32."""
+  size, channels = candidate.input_size, candidate.in_channels
+  converted = transforms.to_model_input(ds, size, size, channels)
+  return batching.prepare_images(converted.images, candidate.mean, candidate.std)
+
+
+def ntk_score(candidate: Candidate, ds: Dataset, score_name: str, source_probs: Any, *,
+              layers: Any = DEFAULT_NTK_LAYERS) -> float:
+  """A theory score (b) of `candidate`: its empirical NTK with respect to `layers`.
+
+  Args:
+    candidate: the network.
+    ds: the target sample.
+    score_name: a key of NTK_SCORES.
+    source_probs: the candidate's source softmax on `ds` (y_P->Q), or None.
+    layers: the layers free in the kernel (`transjax.params.mask_for` names).
+
+  Returns:
+    The score (higher = better transfer).
+  """
+  graphdef, params, state = functional.split(candidate.model)
+  apply_fn, subset = ntk.model_apply_fn(graphdef, params, state, layers)
+  return NTK_SCORES[score_name](apply_fn, subset, model_inputs(candidate, ds), ds.labels,
+                                source_probs)
+
+
 def features_and_probs(candidate: Candidate, ds: Dataset, *,
                        batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
   """(features (N, D) the head reads, source softmax (N, C_s)) of `ds` through `candidate`.
@@ -121,9 +152,7 @@ def features_and_probs(candidate: Candidate, ds: Dataset, *,
   Returns:
     Both float64.
   """
-  size, channels = candidate.input_size, candidate.in_channels
-  converted = transforms.to_model_input(ds, size, size, channels)
-  images = batching.prepare_images(converted.images, candidate.mean, candidate.std)
+  images = model_inputs(candidate, ds)
   graphdef, state = nnx.split(candidate.model)
 
   @jax.jit
@@ -148,26 +177,29 @@ def features_and_probs(candidate: Candidate, ds: Dataset, *,
 def rank_candidates(target: Dataset, candidates: Sequence[str], score_name: str, *,
                     num_samples: int | None = 500, seed: int = 0,
                     image_size: int | None = None, weights_model: str | None = None,
-                    batch_size: int = 128) -> dict[str, Any]:
+                    batch_size: int = 128, ntk_layers: Any = DEFAULT_NTK_LAYERS
+                    ) -> dict[str, Any]:
   """Scores every candidate on a stratified sample of `target` and ranks them, best first.
 
   Args:
     target: the target dataset (uint8 or float images, integer labels).
     candidates: candidate names (see the module docstring).
-    score_name: a key of `transferability.SCORES`.
+    score_name: a key of `transferability.SCORES` or of NTK_SCORES.
     num_samples: target samples scored (stratified, seeded); None or more than the
       dataset: all of it.
     seed: seed of the sample.
     image_size: input side for ImageNet candidates and weight files.
     weights_model: the model weight files fit.
     batch_size: images per forward pass.
+    ntk_layers: the layers free in the NTK scores' kernel.
 
   Returns:
     {"score", "target", "num_samples", "ranking": [{"rank", "candidate", "score",
     "seconds_features", "seconds_score", "note"}], "seconds_total"}.
   """
-  if score_name not in SCORES:
-    raise KeyError(f"unknown score {score_name!r}; known: {', '.join(SCORES)}.")
+  if score_name not in SCORES and score_name not in NTK_SCORES:
+    raise KeyError(f"unknown score {score_name!r}; known: "
+                   f"{', '.join([*SCORES, *NTK_SCORES])}.")
   if not candidates:
     raise ValueError("no candidates to rank.")
   start = time.perf_counter()
@@ -179,7 +211,10 @@ def rank_candidates(target: Dataset, candidates: Sequence[str], score_name: str,
     candidate = load_candidate(source, image_size=image_size, weights_model=weights_model)
     features, probs = features_and_probs(candidate, target, batch_size=batch_size)
     t1 = time.perf_counter()
-    value = score_fn(score_name, features, target.labels, probs)
+    if score_name in NTK_SCORES:
+      value = ntk_score(candidate, target, score_name, probs, layers=ntk_layers)
+    else:
+      value = score_fn(score_name, features, target.labels, probs)
     rows.append({"candidate": source, "score": value, "seconds_features": t1 - t0,
                  "seconds_score": time.perf_counter() - t1, "note": candidate.note})
   rows.sort(key=lambda r: -r["score"])
@@ -210,7 +245,7 @@ def rank_to_file(target_spec: dict[str, Any], candidates: Sequence[str], score_n
   Args:
     target_spec: a `transjax.data.build` spec ({"name": ..., "split": ...}).
     candidates: candidate names.
-    score_name: a key of `transferability.SCORES`.
+    score_name: a key of `transferability.SCORES` or of NTK_SCORES.
     output: path of the JSON file written (folders created).
     data_dir: local data folder.
     seed: seed of the data's transforms and of the target sample.

@@ -19,10 +19,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from transjax import functional
+from transjax import params as params_lib
 from transjax.analysis.similarity import KERNEL_RIDGE
 from transjax.transferability import theory_score
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def model_apply_fn(graphdef: Any, params: Any, state: Any,
+                   layers: Any) -> tuple[ApplyFn, list[jax.Array]]:
+  """A transjax model as (apply_fn, params_subset) for `empirical_ntk`: the last layers free.
+
+  apply_fn(subset, images) runs the whole model in evaluation mode (BatchNorm's stored
+  statistics, so the kernel is a function of the parameters alone) with the parameters of
+  `layers` taken from `subset` and every other parameter fixed at `params`.
+
+  Args:
+    graphdef: the model's graph (`functional.split`).
+    params: all its parameters.
+    state: its BatchNorm statistics.
+    layers: layer names (`params.mask_for`), e.g. "head" or ["fc2", "head"].
+
+  Returns:
+    (apply_fn, the list of the selected parameter arrays).
+  """
+  apply = functional.make_apply_fn(graphdef)
+  leaves, treedef = jax.tree.flatten(params)
+  chosen = jax.tree.leaves(params_lib.mask_for(params, layers))
+  subset = [leaf for leaf, keep in zip(leaves, chosen) if keep]
+
+  def apply_fn(sub, images):
+    it = iter(sub)
+    full = [next(it) if keep else leaf for leaf, keep in zip(leaves, chosen)]
+    logits, _ = apply(jax.tree.unflatten(treedef, full), state, images, False)
+    return logits
+
+  return apply_fn, subset
 
 
 def jacobian_rows(apply_fn: ApplyFn, params: Any, inputs: jax.Array) -> jax.Array:
@@ -49,27 +82,43 @@ def jacobian_rows(apply_fn: ApplyFn, params: Any, inputs: jax.Array) -> jax.Arra
                          axis=2).reshape(b, -1).astype(jnp.float64)
 
 
-def empirical_ntk(apply_fn: ApplyFn, params: Any, inputs: Any, *,
-                  batch_size: int = 256) -> np.ndarray:
+JACOBIAN_BUDGET_BYTES = 1 << 30   # the Jacobian rows held at once
+
+
+def empirical_ntk(apply_fn: ApplyFn, params: Any, inputs: Any, *, batch_size: int = 256,
+                  budget_bytes: int = JACOBIAN_BUDGET_BYTES) -> np.ndarray:
   """K_ij = 1/C sum_c <d f_c(x_i)/d params, d f_c(x_j)/d params>: the empirical NTK, (N, N).
 
-  Jacobians are taken with jax.jacrev per sample (vmapped), `batch_size` samples at a time,
-  in the parameters' own dtype; the products accumulate in float64.
+  Jacobians are taken with jax.jacrev per sample (vmapped), in the parameters' own dtype,
+  as many samples at a time as `batch_size` and `budget_bytes` allow (one sample's Jacobian
+  is C x P numbers); the products accumulate in float64.
 
   Args:
     apply_fn: apply_fn(params, inputs) -> (B, C) outputs (logits) or (B,).
     params: the parameters of the last layers (a pytree).
     inputs: (N, ...) what apply_fn reads (images, or penultimate features for a head).
-    batch_size: samples per Jacobian batch.
+    batch_size: at most this many samples per Jacobian batch.
+    budget_bytes: memory for the Jacobian rows of one batch.
 
   Returns:
     (N, N) float64 kernel.
+
+  Raises:
+    ValueError: one sample's Jacobian alone exceeds the budget (fewer or smaller layers,
+      or a head with fewer outputs, fit).
   """
   with jax.enable_x64(True):
     inputs = jnp.asarray(inputs)
-    rows = jnp.concatenate([jacobian_rows(apply_fn, params, inputs[i:i + batch_size])
-                            for i in range(0, inputs.shape[0], batch_size)])
-    outputs = jnp.reshape(apply_fn(params, inputs[:1]), (-1,)).shape[0]
+    outputs = int(np.prod(jax.eval_shape(apply_fn, params, inputs[:1]).shape))
+    num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    per_sample = outputs * num_params * 8
+    if per_sample > budget_bytes:
+      raise ValueError(f"one sample's Jacobian is {outputs} outputs x {num_params} parameters "
+                       f"= {per_sample / 2**30:.1f} GiB, over the {budget_bytes / 2**30:.1f} GiB "
+                       "budget: choose fewer or smaller layers.")
+    step = max(1, min(batch_size, budget_bytes // per_sample))
+    rows = jnp.concatenate([jacobian_rows(apply_fn, params, inputs[i:i + step])
+                            for i in range(0, inputs.shape[0], step)])
     return np.asarray(rows @ rows.T / outputs)
 
 
