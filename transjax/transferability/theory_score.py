@@ -26,7 +26,8 @@ bounds the condition number by about n / ridge, leaves every eigen-direction wit
 eigenvalue >> lam as it is, and caps what a direction of H's null space can add at
 ||r_dir||^2 / lam. Exactly, r^T (H + lam I)^-1 r = min_f ||f||_H^2 + ||r - f(X)||^2 / lam:
 the RKHS norm of a kernel-ridge fit plus its residual, the norm a network trained with a
-tiny weight decay reaches instead of interpolating. The same ridge for every candidate keeps the scores comparable.
+tiny weight decay reaches instead of interpolating. The same ridge for every candidate keeps
+the scores comparable.
 """
 
 from __future__ import annotations
