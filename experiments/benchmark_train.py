@@ -16,7 +16,7 @@ EfficientNet-Lite0 runs at 96x96, the CPU preset's input size: its total stride 
 leaves a 3x3 final feature map (2x2 at 64 px), ImageNet features still transfer well
 there (a CIFAR-10 linear probe: 0.66 at 96 px, 0.56 at 64 px), and a training step costs
 a fifth of the native 224 px one. Its depthwise convolutions take the CPU path of
-`transjax.models.conv`, whose k*k taps make the step slow to compile (minutes on 2 cores).
+`transjax.ops.conv`, whose k*k taps make the step slow to compile (minutes on 2 cores).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from jax import lax
 
 from transjax import functional
 from transjax.models import build_model
-from transjax.models.conv_pool import relu_max_pool_2x2
+from transjax.ops import relu_max_pool_2x2
 
 DN = ("NHWC", "HWIO", "NHWC")
 

@@ -35,7 +35,7 @@ from transjax import params as params_lib
 from transjax import memory, progress, sharding
 from transjax.analysis import batchnorm
 from transjax.analysis.subset import resolve_mask
-from transjax.models import affine
+from transjax import ops
 
 PAPER_RESOLUTION = 200
 PAPER_ETA = 1e-3
@@ -63,7 +63,7 @@ CHUNK_WORK_BYTES = 8 << 30
 # layer's activations for all its points to memory and read them back (LeNet, 256
 # images: 64 points as a (64, 256, 10, 10, 16) conv2 output, 105 MB). Everything the
 # points share (the layers below the first moved one, and that layer's 1 + r
-# convolutions, see transjax.models.affine) does not depend on the loop and XLA computes
+# convolutions, see transjax.ops.affine) does not depend on the loop and XLA computes
 # it once per chunk. 51x51 LeNet grid, 2-core EPYC, in one process: groups of 4-8 points
 # 258-306 points/s, single points 203-239, the whole chunk vmapped 156-203.
 CPU_VMAP_WIDTH = 8
@@ -190,20 +190,17 @@ def _point_fn(loss_fn, moving: Sequence[bool] | None = None):
   `moving` (one flag per leaf, from `moving_leaves`): leaves every direction leaves at
   zero are not touched, so under `vmap` over c they stay unbatched and everything below
   the first moved layer is computed once for all grid points, not once per point. Moved
-  leaves are `transjax.models.affine` combinations, so a convolution whose input is
+  kernels of `transjax.ops.Conv` modules reach the convolution as `ops.AffineKernel`
+  values (the landscape's hook, `transjax.ops.affine`), so a convolution whose input is
   shared by the points (the first moved layer) is computed from 1 + len(c) convolutions
   instead of one per point.
   """
 
   def f(params, state, batch, directions, c):
     flags = moving if moving is not None else [True] * len(jax.tree.leaves(params))
-    leaves, treedef = jax.tree.flatten(params)
-    d_leaves = [jax.tree.leaves(d) for d in directions]
-    with affine.scope():
-      moved = [affine.affine(w, jnp.stack([ds[i] for ds in d_leaves]).astype(w.dtype),
-                             c.astype(w.dtype)) if m else w
-               for i, (w, m) in enumerate(zip(leaves, flags))]
-      return loss_fn(jax.tree.unflatten(treedef, moved), state, batch, False)[0]
+    structured = ops.structured_paths(getattr(loss_fn, "graphdef", None), params, state)
+    moved = ops.moved_params(params, directions, c, flags, structured)
+    return loss_fn(moved, state, batch, False)[0]
 
   return f
 
@@ -374,7 +371,7 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
   the points (on CPU in groups of CPU_VMAP_WIDTH, one group after another); "map" runs
   them as a `lax.map` loop inside the call, which needs one point's memory instead of a
   chunk's. On CPU, vmap is fast only for models whose convolutions use
-  `transjax.models.conv` (all transjax models do): there a grid point's convolution runs
+  `transjax.ops.Conv` (all transjax models do): there a grid point's convolution runs
   as a loop of ordinary convolutions instead of one grouped convolution, which XLA:CPU
   runs several times slower. The last chunk is padded so one compilation serves all; with
   several devices each chunk's point axis is sharded over a 1-D 'data' mesh.

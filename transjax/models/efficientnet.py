@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transjax.models.conv import conv_general_dilated
+from transjax import ops
 from transjax.models.heads import FeaturesAndHead, make_head
 from transjax.models.taps import tap
 
@@ -126,11 +126,10 @@ class ConvBN(nnx.Module):
 
   def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, *,
                depthwise: bool = False, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
+    self.conv = ops.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
                          padding="SAME", use_bias=False,
                          feature_group_count=in_ch if depthwise else 1,
-                         kernel_init=_depthwise_init if depthwise else _conv_init,
-                         conv_general_dilated=conv_general_dilated, rngs=rngs)
+                         kernel_init=_depthwise_init if depthwise else _conv_init, rngs=rngs)
     self.bn = nnx.BatchNorm(out_ch, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

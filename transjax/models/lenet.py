@@ -5,8 +5,8 @@ conv1 (the paper's psi1): 6 filters 5x5; 2x2 max-pool; conv2 (psi2): 16 filters 
 as in the PyTorch LeNet used by the paper's digit experiments, instead of the original
 scaled tanh and trainable subsampling. For 28x28 inputs conv1 pads by 2, which is the
 original design's 32x32 input with the digit centred; any other size is used unpadded.
-Each conv -> pool block is `transjax.models.conv_pool.conv_relu_pool`, which a landscape
-grid computes with the convolution's output laid out for the pool.
+Each conv -> pool block is `ops.conv_relu_pool` (relu(max_pool(conv(x)))), which a
+landscape grid computes with the convolution's output laid out for the pool.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from transjax.models.conv import conv_general_dilated
-from transjax.models.conv_pool import conv_relu_pool
+from transjax import ops
 from transjax.models.heads import apply_head, make_head
 from transjax.models.taps import tap
 
@@ -30,11 +29,9 @@ class LeNet(nnx.Module):
     if input_size < 12:
       raise ValueError(f"LeNet needs inputs of at least 12x12 pixels, got {input_size}.")
     conv1_pad = 2 if input_size == 28 else 0
-    self.conv1 = nnx.Conv(in_channels, 6, (5, 5), padding=conv1_pad,
-                          conv_general_dilated=conv_general_dilated, rngs=rngs)
+    self.conv1 = ops.Conv(in_channels, 6, (5, 5), padding=conv1_pad, rngs=rngs)
     size = (input_size + 2 * conv1_pad - 4) // 2
-    self.conv2 = nnx.Conv(6, 16, (5, 5), padding=0, conv_general_dilated=conv_general_dilated,
-                          rngs=rngs)
+    self.conv2 = ops.Conv(6, 16, (5, 5), padding=0, rngs=rngs)
     size = (size - 4) // 2
     if size < 1:
       raise ValueError(f"LeNet input {input_size}x{input_size} is too small for two 5x5 convs.")
@@ -45,8 +42,8 @@ class LeNet(nnx.Module):
   def __call__(self, x: jax.Array, train: bool = False, taps=None,
                frozen_features: bool = False) -> jax.Array:
     del frozen_features  # no BatchNorm below the head
-    x = conv_relu_pool(self.conv1, tap(x, "conv1", taps))
-    x = conv_relu_pool(self.conv2, tap(x, "conv2", taps))
+    x = ops.conv_relu_pool(self.conv1, tap(x, "conv1", taps))
+    x = ops.conv_relu_pool(self.conv2, tap(x, "conv2", taps))
     x = x.reshape(x.shape[0], -1)
     x = jax.nn.relu(self.fc1(tap(x, "fc1", taps)))
     x = jax.nn.relu(self.fc2(tap(x, "fc2", taps)))

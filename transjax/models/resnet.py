@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from transjax.models.conv import conv_general_dilated
+from transjax import ops
 from transjax.models.heads import BN_EPSILON, BN_MOMENTUM, FeaturesAndHead, make_head
 from transjax.models.taps import tap
 
@@ -37,10 +37,9 @@ SMALL_INPUT_THRESHOLD = 64
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, *, rngs: nnx.Rngs) -> nnx.Conv:
   pad = kernel // 2
-  return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
+  return ops.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=False,
-                  kernel_init=conv_kernel_init, conv_general_dilated=conv_general_dilated,
-                  rngs=rngs)
+                  kernel_init=conv_kernel_init, rngs=rngs)
 
 
 def _bn(features: int, *, zero_scale: bool = False, rngs: nnx.Rngs) -> nnx.BatchNorm:

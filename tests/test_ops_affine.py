@@ -1,15 +1,18 @@
-"""transjax.models.affine: a landscape grid's first moved convolution from 1 + r
-convolutions, with the values of one convolution per point (float64)."""
+"""transjax.ops.affine, the landscape's hook: a grid's first moved convolution from 1 + r
+convolutions, with the values of one convolution per point (float64); only the kernels of
+`ops.Conv` modules are passed structured, and none with the switch off."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transjax import functional
+from flax import nnx
+
+from transjax import functional, ops
 from transjax.analysis import landscape
-from transjax.models import affine, build_model
-from transjax.models.conv import conv_general_dilated
+from transjax.models import build_model
+from transjax.ops import AffineKernel, conv_general_dilated
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -35,9 +38,8 @@ def test_grid_conv_equals_one_convolution_per_point(x64, channels):
   want = jnp.stack([_conv(x, w + c[0] * basis[0] + c[1] * basis[1]) for c in coeffs])
 
   def point(c):
-    with affine.scope():
-      return conv_general_dilated(x, affine.affine(w, basis, c), (1, 1), ((2, 1), (1, 2)),
-                                  dimension_numbers=DN)
+    return conv_general_dilated(x, AffineKernel(w, basis, c), (1, 1), ((2, 1), (1, 2)),
+                                dimension_numbers=DN)
 
   np.testing.assert_allclose(jax.jit(jax.vmap(point))(coeffs), want, rtol=1e-12, atol=1e-12)
   # Per-point inputs too (a grid's upper layers): the usual batched path, same values.
@@ -46,22 +48,39 @@ def test_grid_conv_equals_one_convolution_per_point(x64, channels):
                        for xi, c in zip(xs, coeffs)])
 
   def point_xs(xi, c):
-    with affine.scope():
-      return conv_general_dilated(xi, affine.affine(w, basis, c), (1, 1), ((2, 1), (1, 2)),
-                                  dimension_numbers=DN)
+    return conv_general_dilated(xi, AffineKernel(w, basis, c), (1, 1), ((2, 1), (1, 2)),
+                                dimension_numbers=DN)
 
   np.testing.assert_allclose(jax.vmap(point_xs)(xs, coeffs), want_xs, rtol=1e-12, atol=1e-12)
 
 
-def test_only_kernels_made_inside_the_scope_are_known():
-  w, basis, c = jnp.ones((3, 3, 1, 2)), jnp.ones((2, 3, 3, 1, 2)), jnp.ones((2,))
-  outside = affine.affine(w, basis, c)
-  assert affine.lookup(outside) is None
-  with affine.scope():
-    inside = affine.affine(w, basis, c)
-    assert affine.lookup(inside)[0] is w
-    assert affine.lookup(w + 0) is None
-  assert affine.lookup(inside) is None  # the record ends with the scope
+class _Mixed(nnx.Module):
+  """One ops.Conv, one nnx.Conv of one's own, one Linear."""
+
+  def __init__(self):
+    self.mine = nnx.Conv(1, 2, (3, 3), rngs=nnx.Rngs(0))
+    self.ours = ops.Conv(2, 2, (3, 3), rngs=nnx.Rngs(1))
+    self.fc = nnx.Linear(2, 3, rngs=nnx.Rngs(2))
+
+  def __call__(self, x):
+    return self.fc(self.ours(self.mine(x)).mean(axis=(1, 2)))
+
+
+def test_only_ops_conv_kernels_are_passed_structured():
+  g, p, s = functional.split(_Mixed())
+  assert ops.structured_paths(g, p, s) == {("ours", "kernel")}
+  with ops.cpu_kernels(False):
+    assert ops.structured_paths(g, p, s) == frozenset()
+  assert ops.structured_paths(None, p, s) == frozenset()  # a loss of one's own
+  dirs = [jax.tree.map(jnp.ones_like, p)] * 2
+  c = jnp.asarray([0.5, -1.0])
+  moved = ops.moved_params(p, dirs, c, [True] * len(jax.tree.leaves(p)),
+                           ops.structured_paths(g, p, s))
+  assert isinstance(moved["ours"]["kernel"][...], AffineKernel)
+  assert not isinstance(moved["mine"]["kernel"][...], AffineKernel)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 1)), jnp.float32)
+  want = nnx.merge(g, jax.tree.map(lambda w: w - 0.5, p), s)(x)
+  np.testing.assert_allclose(nnx.merge(g, moved, s, copy=True)(x), want, rtol=1e-5)
 
 
 def test_lenet_grid_takes_conv1_once_for_all_points():

@@ -1,11 +1,10 @@
 """A convolution block as one op: conv -> bias -> 2x2 max-pool -> ReLU (LeNet's two).
 
-`relu_max_pool_2x2` is the pool every LeNet block uses. `conv_relu_pool(conv, x)` is
-`relu_max_pool_2x2(conv(x))`, and outside a loss-landscape grid it is computed exactly
-that way.
+`conv_relu_pool(conv, x)` is `relu_max_pool_2x2(conv(x))` (`transjax.ops.pool`), and
+outside a loss-landscape grid it is computed exactly that way.
 
-**A landscape grid's moved convolution** (its kernel is a `transjax.models.affine`
-combination, w + sum_i c_i d_i for each grid point c) is computed with its output laid
+**A landscape grid's moved convolution** (its kernel is a `transjax.ops.affine`
+`AffineKernel`, w + sum_i c_i d_i for each grid point c) is computed with its output laid
 out for the pool. XLA:CPU vectorises a loop fusion over its output's minor axis, and in
 NHWC that is the few channels (LeNet: 6 and 16): the per-point sum, bias, four strided
 window reads and max ran near scalar speed. So here:
@@ -18,7 +17,7 @@ window reads and max ran near scalar speed. So here:
   MNIST images in the 51 x 51 grid (XLA's profiler, same process, 2-core EPYC): 0.27
   against 0.79 ms per point.
 - **Per-point input** (the layers above it). A loop over the points (`lax.map`, as
-  `transjax.models.conv` batches them), each a Toeplitz matmul with blocks of two output
+  `transjax.ops.conv` batches them), each a Toeplitz matmul with blocks of two output
   columns, pooled as the matmul laid it out (four runs of O contiguous values per
   window) inside the loop. The loop reads each input as (n, h, w * c) and writes each
   output as (n, h * w * c), so neither its producer nor its own output has the channels
@@ -28,12 +27,13 @@ The whole 51 x 51 LeNet grid, interleaved in-process rounds: 383-408 against 246
 points/s; a grid of conv2 alone 2614-3244 against 1491-1711, of conv1 alone 249-260
 against 197-210.
 
-Both need CPU, a stride-1 NHWC convolution that `transjax.models.conv` computes in
-Toeplitz form, and an even output height and width; anything else takes the plain path.
+Both need a stride-1 NHWC convolution that `transjax.ops.conv` computes in Toeplitz form
+and an even output height and width; anything else takes the plain path. The landscape
+passes an `AffineKernel` only with the switch on, on CPU (`transjax.ops.switch`).
 Values are the plain path's up to the order of additions (the bias is added to the
 centre term before the directions' terms are: `max(a + b) = max(a) + b` exactly, since
-rounding is monotone). Like `affine.linear_map`, this only happens inside
-`affine.scope()`, whose grids are evaluated forward only.
+rounding is monotone). Like `affine.linear_map`, this only happens for a landscape's
+kernels, whose grids are evaluated forward only.
 """
 
 from __future__ import annotations
@@ -43,52 +43,12 @@ import jax.numpy as jnp
 from jax import custom_batching, lax
 from flax import nnx
 
-from transjax.models import affine, conv as conv_lib
+from transjax.ops import affine, conv as conv_lib
+from transjax.ops.pool import relu_max_pool_2x2, window_max
 
 # At most this many im2col elements for a shared-input grid layer's patches (computed once
 # per chunk); LeNet's conv1 on 256 28 x 28 images has 5.0M.
 MAX_PATCH_ELEMENTS = 1 << 26
-
-
-def _window_max(a, b, c, d):
-  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
-
-
-@jax.custom_jvp
-def _max_pool_2x2(x: jax.Array) -> jax.Array:
-  return _window_max(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 0::2, :],
-                     x[:, 1::2, 1::2, :])
-
-
-@_max_pool_2x2.defjvp
-def _max_pool_2x2_jvp(primals, tangents):
-  # Under differentiation the reshaped max, with reduce_max's derivative (the tangent
-  # averaged over the window's maxima): its gradient is one masked broadcast, where the
-  # four strided slices' is four interior pads (LeNet's training step at batch 64:
-  # 5.1-6.5 ms against 12-17 ms, 2-core Xeon); without it the slices' faster forward.
-  # The count is kept >= 1: with jax_disable_most_optimizations XLA recomputed the
-  # shifted conv1 feeding the pool with different rounding, so a window could have no
-  # element equal to its max (0/0 = NaN in reduce_max's own rule).
-  (x,), (t,) = primals, tangents
-  n, h, w, c = x.shape
-  xr = x.reshape(n, h // 2, 2, w // 2, 2, c)
-  y = jnp.max(xr, axis=(2, 4))
-  at_max = (xr == y[:, :, None, :, None, :]).astype(x.dtype)
-  count = jnp.maximum(jnp.sum(at_max, axis=(2, 4)), 1.0)
-  tr = t.reshape(n, h // 2, 2, w // 2, 2, c)
-  return y, jnp.sum(tr * at_max, axis=(2, 4)) / count
-
-
-def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
-  """`max_pool(relu(x), 2x2, stride 2)` (VALID) as relu of the max of four strided slices.
-
-  The same values; the same gradient wherever the window's maximum is unique (ties need
-  equal pre-activations). Pooling before the ReLU quarters its work, and XLA:CPU fuses the
-  slices into one loop: forward 3x faster than reduce_window (256 x 28 x 28 x 6 float32,
-  2-core Xeon). The derivatives are the reshaped max's (`_max_pool_2x2_jvp`).
-  """
-  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-  return jax.nn.relu(_max_pool_2x2(x[:, :h, :w, :]))
 
 
 def _explicit_pads(padding) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -119,7 +79,7 @@ def _output_hw(x_shape, kernel_shape, pads) -> tuple[int, int]:
 
 def _grid_fits(x, kernel, pads) -> bool:
   """Whether the slab formulations take this grid layer (unbatched shapes)."""
-  if jax.default_backend() != "cpu" or x.ndim != 4 or kernel.ndim != 4:
+  if x.ndim != 4 or kernel.ndim != 4:
     return False
   kh, kw, c, o = kernel.shape
   if x.shape[3] != c or c >= conv_lib.TOEPLITZ_MAX_CHANNELS:
@@ -138,12 +98,11 @@ def conv_relu_pool(conv: nnx.Conv, x: jax.Array) -> jax.Array:
   """`relu_max_pool_2x2(conv(x))`; a landscape grid's moved convolution is laid out for
   the pool (module docstring)."""
   kernel = conv.kernel[...]
-  grid = affine.lookup(kernel)
   pads = _explicit_pads(conv.padding)
-  if grid is None or pads is None or not _plain_module(conv) or not _grid_fits(x, kernel, pads):
+  if (not isinstance(kernel, affine.AffineKernel) or pads is None or not _plain_module(conv)
+      or not _grid_fits(x, kernel, pads)):
     return relu_max_pool_2x2(conv(x))
-  w, basis, coeffs = grid
-  return _grid_block(x, w, basis, coeffs, conv.bias[...], pads)
+  return _grid_block(x, kernel.w, kernel.basis, kernel.coeffs, conv.bias[...], pads)
 
 
 def _plain(x, kernel, bias, pads):
@@ -192,7 +151,7 @@ def _shared_input(x, w, basis, coeffs, bias, bias_batched, pads):
   ys = lax.optimization_barrier(ys.reshape(terms, 4, -1).astype(jnp.result_type(x, w)))
   # Each slab's sum written out on its own: XLA:CPU vectorises this loop, where slices of
   # one (P, 4, M * O) sum took 4.7x longer (1.4 against 0.30 ms per point).
-  out = _window_max(*[affine.combine(ys[0, a], ys[1:, a], coeffs) for a in range(4)])
+  out = window_max(*[affine.combine(ys[0, a], ys[1:, a], coeffs) for a in range(4)])
   if bias_batched:
     out = (out.reshape(-1, n * h2 * w2, o) + bias[:, None, :]).reshape(out.shape)
   return jax.nn.relu(out).reshape(-1, n, h2, w2, o)
@@ -205,7 +164,7 @@ def _toeplitz_pool(x, kernel, bias, pads):
   # Rows and blocks as the matmul laid them out: a window's two rows are 2 * ow * o
   # apart, its two columns o apart, so the max reads four runs of o contiguous values.
   win = conv.reshape(n, oh // 2, 2, ow // 2, 2, o)
-  pooled = _window_max(win[:, :, 0, :, 0], win[:, :, 0, :, 1], win[:, :, 1, :, 0],
+  pooled = window_max(win[:, :, 0, :, 0], win[:, :, 0, :, 1], win[:, :, 1, :, 0],
                        win[:, :, 1, :, 1])
   return jax.nn.relu(pooled + bias).astype(jnp.result_type(x, kernel))
 

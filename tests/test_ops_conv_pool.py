@@ -1,4 +1,4 @@
-"""transjax.models.conv_pool: a landscape grid's conv -> bias -> 2x2 max-pool -> ReLU block,
+"""transjax.ops.conv_pool: a landscape grid's conv -> bias -> 2x2 max-pool -> ReLU block,
 laid out for the pool, computes the textbook block (lax convolution, reduce_window max
 pool) at every grid point, for a shared input (the grid's first moved layer) and for
 per-point inputs, with a shared or a per-point bias (float64, so any difference is a real
@@ -13,7 +13,8 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from transjax.models import affine, conv_pool
+from transjax import ops
+from transjax.ops import affine, conv_pool
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -89,9 +90,9 @@ def _grid_of(conv, x, coeffs, basis):
   kernel = [i for i, leaf in enumerate(leaves) if leaf.ndim == 4]
 
   def point(c):
-    with affine.scope():
-      moved = [affine.affine(w, basis, c) if i in kernel else w for i, w in enumerate(leaves)]
-      return conv_pool.conv_relu_pool(nnx.merge(graphdef, jax.tree.unflatten(treedef, moved)), x)
+    moved = [affine.AffineKernel(w, basis, c) if i in kernel else w
+             for i, w in enumerate(leaves)]
+    return conv_pool.conv_relu_pool(nnx.merge(graphdef, jax.tree.unflatten(treedef, moved)), x)
 
   return jax.vmap(point)(coeffs)
 
@@ -100,7 +101,7 @@ def test_nnx_block_takes_the_slab_path_only_where_it_fits():
   rng = np.random.default_rng(2)
   coeffs = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)
   for size, fits in ((8, True), (7, False)):  # a 7x7 input gives odd 7x7 conv outputs
-    conv = nnx.Conv(1, 4, (5, 5), padding=2, rngs=nnx.Rngs(0))
+    conv = ops.Conv(1, 4, (5, 5), padding=2, rngs=nnx.Rngs(0))
     x = jnp.asarray(rng.normal(size=(2, size, size, 1)), jnp.float32)
     basis = jnp.asarray(rng.normal(size=(2, 5, 5, 1, 4)), jnp.float32)
     with mock.patch.object(conv_pool, "_shared_input", wraps=conv_pool._shared_input) as spy:
@@ -113,7 +114,7 @@ def test_nnx_block_takes_the_slab_path_only_where_it_fits():
 
 
 def test_outside_a_grid_the_block_is_the_module_then_the_pool():
-  conv = nnx.Conv(1, 4, (5, 5), padding=2, rngs=nnx.Rngs(0))
+  conv = ops.Conv(1, 4, (5, 5), padding=2, rngs=nnx.Rngs(0))
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 8, 8, 1)), jnp.float32)
   with mock.patch.object(conv_pool, "_grid_block") as grid:
     got = conv_pool.conv_relu_pool(conv, x)

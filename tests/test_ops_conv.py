@@ -1,4 +1,4 @@
-"""transjax.models.conv: the same values and derivatives as lax.conv_general_dilated under
+"""transjax.ops.conv: the same values and derivatives as lax.conv_general_dilated under
 every transformation the package uses (float64, so any difference is a real one)."""
 
 import functools
@@ -10,7 +10,8 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from transjax.models.conv import conv_general_dilated
+from transjax import ops
+from transjax.ops.conv import conv_general_dilated
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -94,9 +95,8 @@ def test_matches_lax_conv(case, setup):
 def test_nnx_depthwise_conv_takes_the_shifted_path_on_cpu():
   """nnx.Conv's own call (its ConvDimensionNumbers, "SAME") reaches the shifted form, and
   a landscape grid over it (per-point kernels, per-point inputs) has no convolution."""
-  conv = nnx.Conv(6, 6, (3, 3), strides=(2, 2), padding="SAME", feature_group_count=6,
-                  use_bias=False, conv_general_dilated=conv_general_dilated,
-                  rngs=nnx.Rngs(0))
+  conv = ops.Conv(6, 6, (3, 3), strides=(2, 2), padding="SAME", feature_group_count=6,
+                  use_bias=False, rngs=nnx.Rngs(0))
   reference = nnx.Conv(6, 6, (3, 3), strides=(2, 2), padding="SAME", feature_group_count=6,
                        use_bias=False, rngs=nnx.Rngs(0))
   x = jax.random.normal(jax.random.key(1), (2, 9, 10, 6))
@@ -123,7 +123,7 @@ def test_batched_input_and_kernel_is_a_loop_not_a_grouped_conv_on_cpu():
 
 
 def test_toeplitz_form_takes_few_input_channels_in_blocks_of_at_most_1p5_kernel_widths():
-  from transjax.models.conv import POINT_BLOCK, toeplitz_block, toeplitz_fits  # pylint: disable=import-outside-toplevel
+  from transjax.ops.conv import POINT_BLOCK, toeplitz_block, toeplitz_fits  # pylint: disable=import-outside-toplevel
   assert toeplitz_fits(jnp.ones((1, 28, 28, 1)), jnp.ones((5, 5, 1, 6)), ((2, 2), (2, 2)))
   assert toeplitz_fits(jnp.ones((1, 14, 14, 6)), jnp.ones((5, 5, 6, 16)), "VALID")
   assert toeplitz_fits(jnp.ones((1, 224, 224, 3)), jnp.ones((3, 3, 3, 64)), ((1, 1), (1, 1)))

@@ -1,7 +1,8 @@
-"""The convolution every transjax model uses: `lax.conv_general_dilated`, faster on CPU.
+"""`lax.conv_general_dilated` with other formulations for the cases XLA:CPU runs slowly.
 
-The CPU cases that XLA:CPU runs slowly get another formulation; values and derivatives
-are those of `lax.conv_general_dilated` in all of them.
+Used through `transjax.ops.Conv` (every transjax model's convolution). Values and
+derivatives are those of `lax.conv_general_dilated` in all cases. With the switch off or
+on an accelerator (`transjax.ops.switch`) this is `lax.conv_general_dilated` itself.
 
 **Stride-1 convolutions with few input channels** (LeNet's two): a block-Toeplitz matmul
 over kernel rows (`toeplitz_conv`) for the value and both tangent terms. It computes up
@@ -30,7 +31,7 @@ convolution (feature_group_count = batch size). XLA:CPU runs grouped convolution
 times slower per group than ordinary ones, so on CPU this convolution batches that case
 as a loop of ordinary convolutions (`lax.map`), the Toeplitz ones in narrower blocks
 (`POINT_BLOCK`: forward only, closer to the direct FLOPs).
-Every other case, and every other backend, uses JAX's own rule: a batched kernel with a
+Every other case uses JAX's own rule: a batched kernel with a
 shared input becomes one convolution with more output channels, a batched input with a
 shared kernel folds into the batch axis.
 
@@ -51,7 +52,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from transjax.models import affine
+from transjax.ops import affine, switch
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -139,8 +140,8 @@ def _nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
 
 def _plain_stride1(lhs, rhs, window_strides, padding, kwargs) -> bool:
   """A stride-1, undilated, ungrouped NHWC/HWIO convolution with an explicit or VALID
-  padding and at most TOEPLITZ_MAX_WINDOW taps, on CPU."""
-  if jax.default_backend() != "cpu" or lhs.ndim != 4 or rhs.ndim != 4:
+  padding and at most TOEPLITZ_MAX_WINDOW taps."""
+  if lhs.ndim != 4 or rhs.ndim != 4:
     return False
   if rhs.shape[0] * rhs.shape[1] > TOEPLITZ_MAX_WINDOW or tuple(window_strides) != (1, 1):
     return False
@@ -182,7 +183,7 @@ def toeplitz_block(out_width: int, kw: int, limit: int | None = None) -> int:
 
 # Output columns per Toeplitz block for per-point kernels on per-point inputs (a landscape
 # grid's layers above its first moved one: forward only, one matmul per point). LeNet's
-# conv -> pool blocks now take `transjax.models.conv_pool`, which uses 2 as well. Narrower
+# conv -> pool blocks take `transjax.ops.conv_pool`, which uses 2 as well. Narrower
 # blocks compute closer to the direct FLOPs (LeNet's conv2: 1.2x against 1.8x at 5
 # columns) and their matmul still runs at XLA's rate. The 51 x 51 LeNet grid on 256 MNIST
 # images, eight interleaved in-process rounds on the 2-core VM: 221-305 points/s with 2
@@ -266,22 +267,24 @@ def shared_input_im2col_conv(lhs: jax.Array, rhs_p: jax.Array, padding) -> jax.A
   return jnp.moveaxis(out.reshape(n, oh, ow, p, o), 3, 0).astype(jnp.result_type(lhs, rhs_p))
 
 
-def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
-                         **kwargs) -> jax.Array:
-  """`lax.conv_general_dilated` (same arguments), with the CPU formulations described above."""
-  grid = affine.lookup(rhs)
-  if grid is not None:
-    # A landscape grid's kernel: w + sum_i c_i d_i (see transjax.models.affine).
+def conv_general_dilated(lhs: jax.Array, rhs, window_strides, padding, **kwargs) -> jax.Array:
+  """`lax.conv_general_dilated` (same arguments), with the CPU formulations described
+  above; `rhs` may be a landscape's `transjax.ops.affine.AffineKernel`."""
+  if not switch.active():
+    return lax.conv_general_dilated(lhs, affine.as_array(rhs), window_strides, padding,
+                                    **kwargs)
+  if isinstance(rhs, affine.AffineKernel):
+    # A landscape grid's kernel: w + sum_i c_i d_i (see transjax.ops.affine).
     conv = functools.partial(_conv, window_strides=window_strides, padding=padding, **kwargs)
-    return affine.linear_map(conv, lhs, *grid)
+    return affine.linear_map(conv, lhs, rhs)
   return _conv(lhs, rhs, window_strides, padding, **kwargs)
 
 
 def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> jax.Array:
-  if jax.default_backend() == "cpu":
-    depthwise_padding = _depthwise_padding(lhs, rhs, window_strides, padding, kwargs)
-    if depthwise_padding is not None:
-      return depthwise_conv_shifted(lhs, rhs, tuple(window_strides), depthwise_padding)
+  """The convolution on CPU with the switch on (the caller checked)."""
+  depthwise_padding = _depthwise_padding(lhs, rhs, window_strides, padding, kwargs)
+  if depthwise_padding is not None:
+    return depthwise_conv_shifted(lhs, rhs, tuple(window_strides), depthwise_padding)
   toeplitz = (_plain_stride1(lhs, rhs, window_strides, padding, kwargs)
               and toeplitz_fits(lhs, rhs, padding))
   if toeplitz:
@@ -299,7 +302,7 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
   def _batched(axis_size, in_batched, lhs, rhs):
     del axis_size
     lhs_batched, rhs_batched = in_batched
-    if lhs_batched and rhs_batched and jax.default_backend() == "cpu":
+    if lhs_batched and rhs_batched:
       per_point = (functools.partial(toeplitz_conv, padding=padding, block_limit=POINT_BLOCK)
                    if toeplitz else conv)
       return lax.map(lambda pair: per_point(*pair), (lhs, rhs)), True
