@@ -287,6 +287,125 @@ def torch_hvp_seconds(model, x, y, repeats: int = 5) -> float:
   return best
 
 
+# ----------------------------------------------------------------- EfficientNet-Lite
+
+
+def efficientnet_state_dict(params, state) -> dict[str, np.ndarray]:
+  """transjax EfficientNet-Lite parameters and BatchNorm statistics as an
+  EfficientNet-PyTorch state dict (torch names and layouts)."""
+  from transjax import efficientnet_weights, pretrained  # pylint: disable=import-outside-toplevel
+  out = {}
+  for tree in (params, state):
+    for path, leaf in jax_leaves_with_path(tree):
+      out[efficientnet_weights.torch_name(path)] = np.array(
+          pretrained.to_torch_layout(path, np.asarray(leaf, np.float32)))
+  return out
+
+
+def jax_leaves_with_path(tree):
+  import jax  # pylint: disable=import-outside-toplevel
+  from transjax import pretrained  # pylint: disable=import-outside-toplevel
+  return [(pretrained.path_str(p), x) for p, x in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def torch_efficientnet_lite(state_dict: Mapping[str, np.ndarray]):
+  """EfficientNet-Lite as a PyTorch `nn.Module` (NCHW) with the given EfficientNet-PyTorch
+  state dict loaded strictly: TensorFlow-SAME padding, BatchNorm eps 1e-3 (momentum 0.01
+  in torch terms, TF's 0.99), ReLU6, no squeeze-and-excitation. The block structure
+  (kernel, stride, expansion, residual) is read off the state dict's shapes, so any Lite
+  variant's dict builds its own network."""
+  torch = _torch()
+  nn, F = torch.nn, torch.nn.functional
+
+  class SameConv(nn.Conv2d):
+    """Conv2d with TensorFlow's "SAME" padding (the odd pixel bottom/right)."""
+
+    def forward(self, x):
+      k, s = self.kernel_size[0], self.stride[0]
+      pads = []
+      for n in (x.shape[3], x.shape[2]):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        pads += [total // 2, total - total // 2]
+      return super().forward(F.pad(x, pads) if any(pads) else x)
+
+  def conv(w, stride=1, groups=1):
+    out_ch, in_per_group, k, _ = w.shape
+    return SameConv(in_per_group * groups, out_ch, k, stride=stride, groups=groups, bias=False)
+
+  def bn(name):
+    return nn.BatchNorm2d(state_dict[name + ".weight"].shape[0], eps=1e-3, momentum=0.01)
+
+  num_blocks = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("_blocks."))
+
+  class Block(nn.Module):
+    """MBConv: 1x1 expand, kxk depthwise, 1x1 project, residual."""
+
+    def __init__(self, i, row):
+      super().__init__()
+      _, stride, _, in_ch, out_ch = row
+      p = f"_blocks.{i}."
+      self.has_expand = p + "_expand_conv.weight" in state_dict
+      if self.has_expand:
+        self._expand_conv = conv(state_dict[p + "_expand_conv.weight"])
+        self._bn0 = bn(p + "_bn0")
+      dw = state_dict[p + "_depthwise_conv.weight"]
+      self._depthwise_conv = conv(dw, stride, groups=dw.shape[0])
+      self._bn1 = bn(p + "_bn1")
+      pw = state_dict[p + "_project_conv.weight"]
+      self._project_conv = conv(pw)
+      self._bn2 = bn(p + "_bn2")
+      self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x):
+      y = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+      y = F.relu6(self._bn1(self._depthwise_conv(y)))
+      y = self._bn2(self._project_conv(y))
+      return x + y if self.residual else y
+
+  from transjax.models import efficientnet  # pylint: disable=import-outside-toplevel
+  table = _lite_table(num_blocks, efficientnet)
+
+  class Lite(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self._conv_stem = conv(state_dict["_conv_stem.weight"], 2)
+      self._bn0 = bn("_bn0")
+      self._blocks = nn.ModuleList([Block(i, row) for i, row in enumerate(table)])
+      self._conv_head = conv(state_dict["_conv_head.weight"])
+      self._bn1 = bn("_bn1")
+      self._fc = nn.Linear(*state_dict["_fc.weight"].shape[::-1])
+
+    def forward(self, x):
+      x = F.relu6(self._bn0(self._conv_stem(x)))
+      for block in self._blocks:
+        x = block(x)
+      x = F.relu6(self._bn1(self._conv_head(x)))
+      return self._fc(x.mean((2, 3)))
+
+  model = Lite()
+  model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
+                        strict=False)
+  missing = [k for k in model.state_dict() if k not in state_dict
+             and not k.endswith("num_batches_tracked")]
+  if missing:
+    raise ValueError(f"the state dict lacks {missing[:3]}")
+  return model
+
+
+def _lite_table(num_blocks: int, efficientnet):
+  """The Lite variant's block table with this many blocks."""
+  for width, depth, _ in efficientnet.LITE_VARIANTS.values():
+    table = efficientnet.block_table(width, depth)
+    if len(table) == num_blocks:
+      return table
+  raise ValueError(f"no EfficientNet-Lite variant has {num_blocks} blocks")
+
+
+def torch_efficientnet_from_transjax(params, state):
+  """The PyTorch EfficientNet-Lite computing transjax's function (same weights)."""
+  return torch_efficientnet_lite(efficientnet_state_dict(params, state))
+
+
 # ----------------------------------------------------------------------------- training
 
 
