@@ -7,6 +7,7 @@ New Paradigm for Exploiting Model Hubs", JMLR 2022 (the authors' default since).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -88,6 +89,21 @@ def _class_evidence(x2, res_x2, sigma, valid, num_samples, dim, max_iterations, 
   return evidence / num_samples, alpha, beta
 
 
+@functools.partial(jax.jit, static_argnames=("max_iterations",))
+def _evidence_of_indicators(f: jax.Array, y: jax.Array, max_iterations: int,
+                            tol: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One SVD of f (N, D), then the fixed point for every column of y (N, C) at once."""
+  n, d = f.shape
+  u, s, _ = jnp.linalg.svd(f, full_matrices=False)
+  valid = s > _RANK_CUTOFF
+  sigma = jnp.where(valid, s ** 2, 0.0)
+  x = jnp.where(valid[:, None], u.T @ y, 0.0)                       # (k, C)
+  x2 = x ** 2
+  res_x2 = jnp.sum(y ** 2, axis=0) - jnp.sum(x2, axis=0)
+  run = jax.vmap(_class_evidence, in_axes=(1, 0, None, None, None, None, None, None))
+  return run(x2, res_x2, sigma, valid, n, d, max_iterations, tol)
+
+
 def per_class_evidence(features: Any, labels: Any, *, max_iterations: int = MAX_ITERATIONS,
                        tol: float = TOLERANCE) -> tuple[jax.Array, jax.Array, jax.Array]:
   """LogME's per-class maximised evidence / N and the (alpha, beta) that reach it.
@@ -105,17 +121,7 @@ def per_class_evidence(features: Any, labels: Any, *, max_iterations: int = MAX_
   """
   f = common.as_features(features)
   dense, num_classes = common.dense_labels(labels)
-  y = common.one_hot(dense, num_classes)
-  n, d = f.shape
-  u, s, _ = jnp.linalg.svd(f, full_matrices=False)
-  valid = s > _RANK_CUTOFF
-  sigma = jnp.where(valid, s ** 2, 0.0)
-  x = u.T @ y                                           # (k, C)
-  x = jnp.where(valid[:, None], x, 0.0)
-  x2 = x ** 2
-  res_x2 = jnp.sum(y ** 2, axis=0) - jnp.sum(x2, axis=0)
-  run = jax.vmap(_class_evidence, in_axes=(1, 0, None, None, None, None, None, None))
-  return run(x2, res_x2, sigma, valid, n, d, max_iterations, tol)
+  return _evidence_of_indicators(f, common.one_hot(dense, num_classes), max_iterations, tol)
 
 
 @common.in_float64
