@@ -80,3 +80,8 @@ def test_a_jacobian_over_budget_is_refused():
   with pytest.raises(ValueError, match="budget"):
     ntk.empirical_ntk(lambda p, x: x @ p, np.ones((3, 5), np.float32), np.ones((2, 3)),
                       budget_bytes=10)
+
+
+def test_the_binary_offers_every_score():
+  from experiments import rank_models  # pylint: disable=import-outside-toplevel
+  assert rank_models._NTK_SCORES == list(candidates.NTK_SCORES)  # pylint: disable=protected-access
