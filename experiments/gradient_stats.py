@@ -15,23 +15,26 @@ from absl import app, flags
 from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import batchnorm, gradients
+from transjax.analysis import batchnorm, gradients, validate
 
 _FLAGS = {}
 
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
+  from configs import gradient_stats as canonical  # pylint: disable=import-outside-toplevel
   _CONFIG, _WORKDIR = cli.define_run_flags(
       "configs/gradient_stats.py:<smoke|quick|full>; override fields with "
       "--config.layer=conv1 ...",
-      "Folder for results.json and figures.")
+      "Folder for results.json and figures.",
+      fields=cli.preset_fields(canonical.get_config))
   _LAYER = flags.DEFINE_string("layer", None, "Layer to analyse; overrides config.layer.")
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER)
 
 
 @workdir_lock.locked()
 def run(config, workdir: str, layer: str | None = None) -> dict:
+  validate.gradient_stats(config)
   batchnorm.check_mode(config.bn_mode)
   workdir = results_lib.ensure_workdir(workdir)
   layer = layer or config.layer

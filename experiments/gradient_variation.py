@@ -16,23 +16,26 @@ from absl import app, logging
 from transjax import cli, plotting, progress, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import batchnorm, gradients
+from transjax.analysis import batchnorm, gradients, validate
 
 _FLAGS = {}
 
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
+  from configs import gradient_variation as canonical  # pylint: disable=import-outside-toplevel
   _CONFIG, _WORKDIR = cli.define_run_flags(
       "configs/gradient_variation.py:<smoke|quick|full>; override fields with "
       "--config.checkpoints=a,b --config.steps=0,100,200 ...",
-      "Folder for results.json and figures.")
+      "Folder for results.json and figures.",
+      fields=cli.preset_fields(canonical.get_config))
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
 
 
 @workdir_lock.locked()
 def run(config, workdir: str) -> dict:
   layers = cli.layer_selection(config.layers)  # refuse an empty selection first
+  validate.gradient_variation(config)
   batchnorm.check_mode(config.bn_mode)
   workdir = results_lib.ensure_workdir(workdir)
   protocols = cli.split_csv(config.protocols)

@@ -14,17 +14,19 @@ from absl import app
 from transjax import cli, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import batchnorm, hessian
+from transjax.analysis import batchnorm, hessian, validate
 
 _FLAGS = {}
 
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
+  from configs import hessian as canonical  # pylint: disable=import-outside-toplevel
   _CONFIG, _WORKDIR = cli.define_run_flags(
       "configs/hessian.py:<smoke|quick|full>; override fields with "
       "--config.checkpoints=a,b --config.top_k=20 ...",
-      "Folder for results.json and eigenvalues.png.")
+      "Folder for results.json and eigenvalues.png.",
+      fields=cli.preset_fields(canonical.get_config))
   _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
 
 
@@ -32,12 +34,17 @@ def _define_flags():
 def run(config, workdir: str) -> dict:
   """Measures every run in config.checkpoints; writes results.json (+ a bar plot)."""
   layers = cli.layer_selection(config.layers)  # refuse an empty selection first
+  validate.hessian(config)
   batchnorm.check_mode(config.bn_mode)
+  run_dirs = cli.split_csv(config.checkpoints)
+  for run_dir in run_dirs:  # top-k and Krylov size against each run's parameters, from shapes
+    validate.hessian_for_run(config, run_dir, layers)
   workdir = results_lib.ensure_workdir(workdir)
   out = {"config": config.to_dict(), "runs": []}
-  for run_dir in cli.split_csv(config.checkpoints):
+  for run_dir in run_dirs:
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
+    validate.notice_fewer_samples(batch, config)
     op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch,
                                  mask=layers, bn_mode=config.bn_mode)
     if config.method == "lanczos":

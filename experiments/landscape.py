@@ -17,19 +17,22 @@ import numpy as np
 from absl import app, flags
 
 from transjax import cli, plotting, workdir_lock
+from transjax import config as config_lib
 from transjax import results as results_lib
 from transjax import runs as runs_lib
-from transjax.analysis import batchnorm, landscape
+from transjax.analysis import batchnorm, landscape, validate
 
 _FLAGS = {}
 
 
 def _define_flags():
   """Defined only when run as a program, so tests can import several binaries."""
+  from configs import landscape as canonical  # pylint: disable=import-outside-toplevel
   _CONFIG, _WORKDIR = cli.define_run_flags(
       "configs/landscape.py:<smoke|quick|full>; override fields with "
       "--config.resolution=101 --config.eta=0.002 ...",
-      "Folder for results.json and landscape.png.")
+      "Folder for results.json and landscape.png.",
+      fields=cli.preset_fields(canonical.get_config))
   _LAYER = flags.DEFINE_string("layer", None, "Only move this layer (e.g. conv2 or "
                                "layer3.0.conv2); overrides config.layer. 'all' = every layer.")
   _CENTER = flags.DEFINE_string("center", None, "Centre of the grid: 'init', 'final' or a "
@@ -40,17 +43,20 @@ def _define_flags():
 @workdir_lock.locked()
 def run(config, workdir: str, layer: str | None = None, center: str | None = None) -> dict:
   """Evaluates the grid around the first run of config.checkpoints; writes the outputs."""
+  validate.landscape(config)  # grid size, step length, ...: before any run is loaded
   batchnorm.check_mode(config.bn_mode)
+  which = center if center is not None else config.which
+  if str(which) not in ("final", "init") and not str(which).isdigit():
+    raise config_lib.ConfigError(f"--center={which!r} is not allowed; expected 'final', "
+                                 "'init' or a checkpoint step.")
   workdir = results_lib.ensure_workdir(workdir)
   run_dir = cli.split_csv(config.checkpoints)[0]
-  which = center if center is not None else config.which
   which = int(which) if str(which).isdigit() else which
   r = runs_lib.load_run(run_dir, which)
   layer = config.layer if layer is None else layer
   mask = landscape.layer_mask(r.params, None if layer in ("", "all") else layer)
   batch = r.batch(config.split, config.num_samples, config.seed)
-  if config.dims not in (1, 2):
-    raise ValueError(f"config.dims must be 1 or 2, got {config.dims}.")
+  validate.notice_fewer_samples(batch, config)
   dirs = landscape.random_directions(jax.random.key(config.seed), r.params, config.dims, mask,
                                      include_bias_bn=config.include_bias_bn,
                                      orthogonal=config.orthogonal)

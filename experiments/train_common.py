@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from transjax import cli
+from transjax import config as config_lib
 from transjax import train
 
 
@@ -11,7 +12,8 @@ def define_flags(config_help: str):
       config_help + " Any field can be overridden, e.g. --config.optim.lr=0.02 "
       "--config.num_epochs=5 --config.data.data_dir=/path/to/data.",
       "Run folder for config.json, metrics.jsonl, results.json, checkpoints/ and figures. "
-      "Running again with the same folder resumes from its last checkpoint.")
+      "Running again with the same folder resumes from its last checkpoint.",
+      fields=config_lib.training_defaults)
 
 
 def run(config, workdir: str) -> None:

@@ -8,9 +8,13 @@ environment variable TRANSJAX_DEBUG=1) shows the full traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import logging as py_logging
 import os
 import sys
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -106,13 +110,96 @@ def preset(arg: str | None, presets: dict, file: str):
   return presets[name]()
 
 
-def define_run_flags(config_help: str, workdir_help: str):
+# config flag name -> the fields its binary knows (a function returning them), checked by
+# `parse_flags` against what the config file's get_config() returned.
+_KNOWN_FIELDS: dict[str, Callable[[], Any]] = {}
+PRESET_NAMES = ("smoke", "quick", "imagenet", "full")
+
+
+def preset_fields(get_config: Callable[[str], Any]) -> Callable[[], dict]:
+  """The fields a binary knows, as the union of its presets' (`get_config(name)` for each
+  of PRESET_NAMES it has). A section whose keys differ between presets (e.g. a preset's own
+  list of targets) is open: only its name is checked."""
+
+  def fields() -> dict:
+    configs = []
+    for name in PRESET_NAMES:
+      try:
+        configs.append(results.to_jsonable(get_config(name)))
+      except ValueError:  # not a preset of this binary
+        continue
+    return _union(configs)
+
+  return fields
+
+
+def _union(configs: list[Mapping[str, Any]]) -> dict:
+  """The fields of several configs: every key of any; a section whose keys agree in all of
+  them merged the same way, else OPEN_SECTION."""
+  out: dict[str, list[Any]] = {}
+  for c in configs:
+    for key, value in c.items():
+      out.setdefault(key, []).append(value)
+  merged = {}
+  for key, values in out.items():
+    sections = [v for v in values if isinstance(v, Mapping)]
+    if sections and len(sections) == len(values):
+      same = all(set(v) == set(sections[0]) for v in sections)
+      merged[key] = _union(sections) if same else OPEN_SECTION
+    else:
+      merged[key] = values[0]
+  return merged
+
+
+OPEN_SECTION: dict = {}  # a section of free keys (its name alone is checked)
+
+
+def unknown_field(config: Mapping[str, Any], known: Mapping[str, Any],
+                  prefix: str = "") -> tuple[str, list[str]] | None:
+  """(the first field of `config` that `known` lacks, the close known names), or None.
+
+  Sections are compared key by key, except an empty (open) one in `known`.
+  """
+  import difflib  # pylint: disable=import-outside-toplevel
+  for key, value in config.items():
+    if key not in known:
+      return prefix + key, [prefix + k for k in difflib.get_close_matches(
+          key, [str(k) for k in known], n=3, cutoff=0.6)]
+    section = known[key]
+    if isinstance(section, Mapping) and section and isinstance(value, Mapping):
+      found = unknown_field(value, section, prefix + key + ".")
+      if found:
+        return found
+  return None
+
+
+def _field_line(path: str, field: str) -> int | None:
+  """The line of `path` that sets `field`'s last part (`c.resolutoin = 5`), if one does."""
+  import re  # pylint: disable=import-outside-toplevel
+  last = re.escape(field.rsplit(".", 1)[-1])
+  pattern = re.compile(rf"""(\.{last}\b\s*=(?!=))|([\[(]\s*["']{last}["']\s*[\],])""")
+  try:
+    with open(path) as f:
+      for n, line in enumerate(f, 1):
+        if pattern.search(line):
+          return n
+  except OSError:
+    pass
+  return None
+
+
+def define_run_flags(config_help: str, workdir_help: str,
+                     fields: Callable[[], Any] | None = None):
   """Defines --config (a locked config file) and --workdir, both required.
 
   They are registered as key flags of the program being run, so its --help lists them.
-  Returns the two flag holders.
+  `fields`: returns every field the binary reads (a ConfigDict or dict); a config file
+  whose get_config() returns another field is refused in one line naming it and the close
+  names (`parse_flags`). Returns the two flag holders.
   """
   config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+  if fields is not None:
+    _KNOWN_FIELDS["config"] = fields
   workdir = flags.DEFINE_string("workdir", None, workdir_help + " " + LOCK_HELP)
   flags.mark_flags_as_required(["config", "workdir"])
   for name in ("config", "workdir"):
@@ -174,11 +261,123 @@ def layer_selection(text: str, field: str = "config.layers") -> list[str] | None
   return names
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a one-line error for a `--config.<field>` that does not exist.
+def _config_args(argv: list[str]) -> list[tuple[str, str]]:
+  """(flag name, file) of every config-file flag given in `argv` (`--config=f.py:arg`)."""
+  names = {n for n in flags.FLAGS if type(flags.FLAGS[n]).__name__ == "_ConfigFlag"}
+  out = []
+  for i, arg in enumerate(argv[1:], 1):
+    name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+    if name in names:
+      if not eq and i + 1 < len(argv):
+        value = argv[i + 1]
+      out.append((name, value.split(":", 1)[0] if ".py:" in value or value.endswith(".py")
+                  else value))
+  return out
 
-  (ml_collections raises a bare AttributeError with a traceback for an unknown field of a
-  locked config.) Pass as `app.run(main, flags_parser=cli.parse_flags)`.
+
+def _config_file_error(argv: list[str], error: BaseException) -> str | None:
+  """One line for an error raised while a config file loaded: its file and line, or None
+  when the error did not come from a config file."""
+  for name, path in _config_args(argv):
+    full = os.path.realpath(path)
+    if isinstance(error, SyntaxError) and error.filename and \
+        os.path.realpath(error.filename) == full:
+      return (f"config file {path} line {error.lineno}: SyntaxError: {error.msg} "
+              f"(--{name}; fix the file)")
+    if isinstance(error, AttributeError) and "get_config" in str(error):
+      return (f"config file {path} defines no get_config(arg) (--{name}): a config file is a "
+              "Python file whose get_config(arg) returns the config, e.g. configs/landscape.py")
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if os.path.realpath(f.filename) == full]
+    if frames:
+      where = frames[-1]
+      in_function = f" (in {where.name})" if where.name != "<module>" else ""
+      return (f"config file {path} line {where.lineno}{in_function}: "
+              f"{type(error).__name__}: {one_line(str(error))}{_import_hint(error)} "
+              f"(--{name}; fix the file)")
+  return None
+
+
+def _import_hint(error: BaseException) -> str:
+  """"; did you mean 'x'?" for `from m import y` of a name `m` lacks (Python 3.11 does not
+  say), else ""."""
+  import difflib  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  match = re.match(r"cannot import name '([^']+)'", str(error))
+  module = sys.modules.get(getattr(error, "name", None) or "")
+  if not (isinstance(error, ImportError) and match and module):
+    return ""
+  close = difflib.get_close_matches(match.group(1), dir(module), n=3, cutoff=0.6)
+  return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _override_field_error(argv: list[str], error: BaseException) -> str:
+  """One line for a `--config.<field>=` override that names no field, with the close names."""
+  import difflib  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  text = str(error.args[0] if error.args else error)
+  # ml_collections' own text: "'momentun'\nDid you mean "momentum" instead of "momentun"?"
+  # (quoted once more by KeyError's repr: the escapes arrive as text).
+  text = text.replace("\\n", "\n").replace("\\'", "'")
+  field = text.splitlines()[0].strip("'\" ") if text.strip() else "?"
+  suggested = re.findall(r'Did you mean "([^"]+)"', text)
+  overrides = [a[2:].split("=")[0] for a in argv[1:]
+               if a.startswith("--") and "." in a.split("=")[0]]
+  given, close = ", ".join(f"--{o}" for o in overrides) or "a --config override", []
+  for override in overrides:
+    if override.rsplit(".", 1)[-1] == field:
+      given = f"--{override}"
+      close = [f"--{override.rsplit('.', 1)[0]}.{name}" for name in suggested]
+  for override in ([] if close else overrides):
+    flag, _, path = override.partition(".")
+    try:
+      config = flags.FLAGS[flag].value
+    except (KeyError, AttributeError):
+      continue
+    *sections, last = path.split(".")
+    for part in sections:
+      config = config.get(part) if hasattr(config, "get") else None
+    if hasattr(config, "keys") and last not in config:
+      field, given = last, f"--{override}"
+      prefix = ".".join([flag] + sections)
+      close = [f"--{prefix}.{k}" for k in difflib.get_close_matches(
+          last, [str(k) for k in config.keys()], n=3, cutoff=0.6)]
+      break
+  hint = (f"did you mean {' or '.join(close)}?" if close else
+          "the config file's get_config() lists the valid names.")
+  return f"unknown config field {field!r} in {given}; {hint}"
+
+
+def _unknown_field_error(argv: list[str]) -> str | None:
+  """One line for a field the config file set that its binary does not know."""
+  files = dict(_config_args(argv))
+  for name, fields in _KNOWN_FIELDS.items():
+    try:
+      config = flags.FLAGS[name].value
+    except (KeyError, AttributeError):
+      continue
+    if config is None or not hasattr(config, "to_dict"):
+      continue
+    found = unknown_field(results.to_jsonable(config), results.to_jsonable(fields()))
+    if found:
+      field, close = found
+      path = files.get(name, f"--{name}")
+      line = _field_line(path, field) if path.endswith(".py") else None
+      where = f"config file {path}" + (f" line {line}" if line else "")
+      hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close else
+              "this binary does not read it; remove it.")
+      return f"{where}: unknown field {field!r}; {hint}"
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every config file checked; each problem is one line.
+
+  A config file that does not import (a syntax error, an import of a name that does not
+  exist, an error in get_config) names the file and line; one without get_config says so;
+  a field its binary does not know (`define_run_flags(fields=...)`) or a `--config.<field>`
+  override that names none is refused with the close names. Pass as
+  `app.run(main, flags_parser=cli.parse_flags)`.
   """
   flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["debug"])
   debug = debug_enabled(argv)
@@ -188,18 +387,22 @@ def parse_flags(argv: list[str]) -> list[str]:
     if debug:
       raise
     exit_with_user_error(f"{_flag_error_line(e)} (--helpshort lists the flags)")
-  except (AttributeError, KeyError) as e:
+  except Exception as e:  # pylint: disable=broad-except  (a config file can raise anything)
     if debug:
       raise
-    field = str(e.args[0] if e.args else e).strip("'\"")
-    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    exit_with_user_error(f"unknown config field {field!r} in "
-                         f"{', '.join(overrides) or 'a --config override'}; the config file's "
-                         "get_config() lists the valid names.")
+    problem = _config_file_error(argv, e)
+    if problem:
+      exit_with_user_error(problem)
+    if isinstance(e, (AttributeError, KeyError)):
+      exit_with_user_error(_override_field_error(argv, e))
+    raise
   for name in list(flags.FLAGS):
     problem = None if debug else _config_load_error(name)
     if problem:
       exit_with_user_error(problem)
+  problem = None if debug else _unknown_field_error(argv)
+  if problem:
+    exit_with_user_error(problem)
   return rest
 
 
@@ -222,11 +425,14 @@ def run_paper_app(module, config_file: str) -> None:
   Each `experiments/paper_<name>.py` is its docstring plus this call with
   `transjax.paper.<name>` and its config file.
   """
+  presets = importlib.import_module(
+      f"transjax.paper.presets.{module.__name__.rsplit('.', 1)[-1]}")
   config, workdir = define_run_flags(
       f"{config_file}:<smoke|quick|full>. Override any field, e.g. "
       "--config.data_dir=/path/to/data --config.shared_dir=runs/sources.",
       "Output folder for results.json and figures; a re-run resumes "
-      "unfinished training runs and reuses finished ones.")
+      "unfinished training runs and reuses finished ones.",
+      fields=preset_fields(presets.get_config))
 
   def main(argv):
     if len(argv) > 1:

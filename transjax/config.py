@@ -7,6 +7,7 @@ the key and the allowed values.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -123,8 +124,10 @@ def check_keys(config: Mapping[str, Any], defaults: Mapping[str, Any], prefix: s
   """Raises ConfigError for keys not in `defaults` (recursing into sub-configs)."""
   for key, value in config.items():
     if key not in defaults:
-      raise ConfigError(
-          f"Unknown config key {prefix + key!r}; valid keys here: {', '.join(sorted(defaults))}.")
+      close = difflib.get_close_matches(key, list(defaults), n=3, cutoff=0.6)
+      hint = (f"did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close
+              else f"valid keys here: {', '.join(sorted(defaults))}.")
+      raise ConfigError(f"Unknown config key {prefix + key!r}; {hint}")
     default = defaults[key]
     is_section = isinstance(default, (Mapping, ml_collections.ConfigDict))
     if is_section and key not in ("train", "test"):
