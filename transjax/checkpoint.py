@@ -147,17 +147,10 @@ class CheckpointStore:
         self._manager.save(step, args=ocp.args.StandardSave(tree), force=force)
         self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except  (Orbax raises bare Exception)
-      text = reason(e)
-      full = any(m in text for m in _FULL_DISK_MARKERS) or getattr(e, "errno", None) in (
-          errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-      cause = "the disk is full" if full else "the write failed"
       previous = [s for s in self.all_steps() if s < step]
-      resume = (f"a rerun resumes from step {previous[-1]}" if previous
-                else "a rerun starts from the beginning")
-      raise CheckpointWriteError(
-          f"cannot write checkpoint step {step} to {self.directory}: {cause} ({text}). "
-          f"Free space (or use another --workdir) and run the same command again: "
-          f"{resume}.") from None
+      raise write_error(e, f"checkpoint step {step} to {self.directory}",
+                        f"resumes from step {previous[-1]}" if previous
+                        else "starts from the beginning") from None
 
   def delete(self, step: int) -> None:
     with _quiet():
@@ -171,7 +164,8 @@ class CheckpointStore:
 
   def restore(self, step: int, like: Any) -> Any:
     """Restores `step` into the structure, shapes and dtypes of `like`."""
-    return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+    with _quiet():  # a damaged file makes Orbax's reader threads print tracebacks
+      return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
 
   def restore_newest_readable(self, like: Any) -> tuple[int | None, Any]:
     """(step, tree) of the newest step that reads back; (None, None) when there is none.
@@ -217,10 +211,32 @@ def checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
+def write_error(error: BaseException, what: str, resume: str) -> CheckpointWriteError:
+  """The one-line error of a failed write of `what`; `resume`: what a rerun does."""
+  text = reason(error)
+  code = getattr(error, "errno", None)
+  if "File too large" in text or code == errno.EFBIG:
+    cause = "a file-size limit was reached"
+  elif any(m in text for m in _FULL_DISK_MARKERS) or code in (errno.ENOSPC, errno.EDQUOT):
+    cause = "the disk is full"
+  else:
+    cause = "the write failed"
+  return CheckpointWriteError(f"cannot write {what}: {cause} ({text}). Free space (or use "
+                              f"another --workdir) and run the same command again: it "
+                              f"{resume}.")
+
+
 def save_tree(path: str, tree: Any) -> None:
-  """Saves one pytree (e.g. the initial weights) to `path`, replacing what is there."""
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.abspath(path), tree, force=True)
+  """Saves one pytree (e.g. the initial weights) to `path`, replacing what is there.
+
+  Raises:
+    CheckpointWriteError: the write failed (one line, as `CheckpointStore.save`).
+  """
+  try:
+    with _quiet(), ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(os.path.abspath(path), tree, force=True)
+  except Exception as e:  # pylint: disable=broad-except  (Orbax raises bare Exception)
+    raise write_error(e, os.path.abspath(path), "starts from the beginning") from None
 
 
 def restore_tree(path: str, like: Any) -> Any:
@@ -230,7 +246,7 @@ def restore_tree(path: str, like: Any) -> Any:
     UnreadableCheckpointError: the files are missing or damaged (one line naming `path`).
   """
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _quiet(), ocp.StandardCheckpointer() as checkpointer:
       return checkpointer.restore(os.path.abspath(path), _abstract(like))
   except Exception as e:  # pylint: disable=broad-except  (Orbax raises bare Exception)
     raise UnreadableCheckpointError(f"{os.path.abspath(path)} cannot be read: {reason(e)}") from e
