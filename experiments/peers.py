@@ -5,7 +5,8 @@ extra `pip install -e ".[bench]"` (torch CPU, PyHessian, loss-landscapes). `avai
 says whether it can run; without the extra the benchmarks record "peer not measured".
 
     model = TorchLeNet.from_transjax(params)       # the same function as transjax's LeNet
-    losses = landscape_point_loop(model, images, labels, directions, axis)
+    losses = landscape_point_loop(model, images, labels, directions, axes,
+                                  lambda d: lenet_state_dict(d, model.size))
 
 Every peer runs on the identical workload: the PyTorch LeNet-5 gets transjax's weights
 (and the landscape gets transjax's directions), so both evaluate the same function and
@@ -150,15 +151,17 @@ def torch_loss(model, x, y) -> float:
 
 
 def landscape_point_loop(model, x, y, directions: Sequence[Any], axes: Sequence[np.ndarray],
-                         size: int) -> np.ndarray:
+                         to_torch) -> np.ndarray:
   """The usual PyTorch landscape: for each grid point `p.data = theta + a d1 + b d2`, then
-  one forward pass. `directions` are transjax direction pytrees (mapped to PyTorch order)."""
+  one forward pass. `directions` are transjax direction pytrees, `to_torch` maps one to
+  a torch-named state dict (`lenet_state_dict`, `efficientnet_state_dict`). Parameters no
+  direction moves (a per-layer landscape's other layers) are not touched."""
   torch = _torch()
-  names = [n for n, _ in model.named_parameters()]
-  theta = {n: p.detach().clone() for n, p in model.named_parameters()}
-  dirs = [{n: torch.from_numpy(np.array(v)) for n, v in lenet_state_dict(d, size).items()}
+  dirs = [{n: torch.from_numpy(np.array(v)) for n, v in to_torch(d).items()}
           for d in directions]
   params = dict(model.named_parameters())
+  names = [n for n in params if any(bool(torch.any(d[n] != 0)) for d in dirs)]
+  theta = {n: params[n].detach().clone() for n in names}
   grid = np.meshgrid(*axes, indexing="ij")
   coeffs = np.stack([g.ravel() for g in grid], axis=1)
   out = np.empty(len(coeffs))
@@ -290,12 +293,12 @@ def torch_hvp_seconds(model, x, y, repeats: int = 5) -> float:
 # ----------------------------------------------------------------- EfficientNet-Lite
 
 
-def efficientnet_state_dict(params, state) -> dict[str, np.ndarray]:
-  """transjax EfficientNet-Lite parameters and BatchNorm statistics as an
+def efficientnet_state_dict(params, state=None) -> dict[str, np.ndarray]:
+  """transjax EfficientNet-Lite parameters (and BatchNorm statistics) as an
   EfficientNet-PyTorch state dict (torch names and layouts)."""
   from transjax import efficientnet_weights, pretrained  # pylint: disable=import-outside-toplevel
   out = {}
-  for tree in (params, state):
+  for tree in (params, {} if state is None else state):
     for path, leaf in jax_leaves_with_path(tree):
       out[efficientnet_weights.torch_name(path)] = np.array(
           pretrained.to_torch_layout(path, np.asarray(leaf, np.float32)))

@@ -35,7 +35,8 @@ def test_torch_lenet_with_transjax_weights_is_the_same_function(lenet):
   dirs = landscape.random_directions(jax.random.key(0), p, 2)
   axis = landscape.paper_axis(3, 0.05)
   want = landscape.sequential_landscape(loss_fn, p, s, batch, dirs, [axis, axis])
-  got = peers.landscape_point_loop(model, x, y, dirs, [axis, axis], model.size)
+  got = peers.landscape_point_loop(model, x, y, dirs, [axis, axis],
+                                   lambda d: peers.lenet_state_dict(d, model.size))
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -64,3 +65,25 @@ def test_numpy_gd_step_is_theorys_step():
   want = twolayer.train(net, net.w_init, x, y, 0.1, 0.0, 1, record_steps=[1]).w_final
   np.testing.assert_allclose(peers.numpy_gd_step(net.w_init, net.signs, x, y, 0.1), want,
                              rtol=1e-12, atol=1e-14)
+
+
+def test_torch_efficientnet_lite_is_the_same_function_and_landscape():
+  """The PyTorch Lite0 built from transjax's weights (BatchNorm statistics included) gives
+  the same logits, and its point loop over one block the same landscape (needs torch
+  only, which CI's .[test] installs)."""
+  pytest.importorskip("torch")
+  g, p, s = functional.split(build_model("efficientnet_lite0", 10, input_size=32))
+  rng = np.random.default_rng(0)
+  s = jax.tree.map(lambda x: x + 0.1 * jnp.abs(jnp.asarray(rng.normal(size=x.shape), x.dtype)), s)
+  batch = {"image": jnp.asarray(rng.normal(size=(2, 32, 32, 3)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, 10, 2))}
+  model = peers.torch_efficientnet_from_transjax(p, s).eval()
+  x, y = peers.torch_batch(batch)
+  loss_fn = functional.make_loss_fn(g)
+  logits = functional.make_apply_fn(g)(p, s, batch["image"], False)[0]
+  np.testing.assert_allclose(model(x).detach().numpy(), logits, atol=1e-5)
+  dirs = landscape.random_directions(jax.random.key(0), p, 2, mask="blocks/3")
+  axis = landscape.paper_axis(2, 0.05)
+  want = landscape.sequential_landscape(loss_fn, p, s, batch, dirs, [axis, axis])
+  got = peers.landscape_point_loop(model, x, y, dirs, [axis, axis], peers.efficientnet_state_dict)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
