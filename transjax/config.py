@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from transjax import imagenet
 from transjax import results as results_lib
 from transjax.data import spec as data_spec_lib
 from transjax.models import HEAD_KINDS, MODEL_NAMES
@@ -192,6 +193,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.mode in ("fixed", "finetune") and not config.init_from:
     raise ConfigError(f"config.mode = {config.mode!r} needs config.init_from "
                       "(a pretraining run dir, a weights file, or imagenet:efficientnet_lite0).")
+  if imagenet.is_imagenet_name(config.init_from):  # a typo: now, not after the data loads
+    imagenet.check_name(config.init_from, config.model.name)
   if config.mode == "fixed" and not config.new_head and not config.init_from:
     raise ConfigError("config.mode = 'fixed' trains only the head; set config.new_head.")
   if config.model.name not in MODEL_NAMES:

@@ -37,6 +37,25 @@ def is_imagenet_name(source: str) -> bool:
   return isinstance(source, str) and source.startswith(PREFIX)
 
 
+def check_name(source: str, model_name: str) -> None:
+  """Refuses an unknown `imagenet:` name (with the close known names) or one that does not
+  fit `model_name`: from the config alone, before any data is read or network built.
+
+  Raises:
+    ValueError: naming the known names, or the model the weights are for.
+  """
+  import difflib  # pylint: disable=import-outside-toplevel
+  name = source[len(PREFIX):] if is_imagenet_name(source) else source
+  if name not in WEIGHTS:
+    close = difflib.get_close_matches(name, list(WEIGHTS), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(PREFIX + c for c in close)}? " if close else ""
+    raise ValueError(f"Unknown ImageNet weights {PREFIX}{name}; {hint}known: "
+                     f"{', '.join(PREFIX + n for n in WEIGHTS)}.")
+  if WEIGHTS[name][3] != model_name:
+    raise ValueError(f"{PREFIX}{name} holds {WEIGHTS[name][3]} weights, but config.model.name "
+                     f"is {model_name!r}.")
+
+
 def weights_path(name: str) -> str:
   """The installed weights file of `name` ("efficientnet_lite0" or "imagenet:...").
 
@@ -47,8 +66,7 @@ def weights_path(name: str) -> str:
   """
   name = name[len(PREFIX):] if is_imagenet_name(name) else name
   if name not in WEIGHTS:
-    raise ValueError(f"Unknown ImageNet weights {PREFIX}{name}; known: "
-                     f"{', '.join(PREFIX + n for n in WEIGHTS)}.")
+    check_name(name, "")  # raises, naming the close and the known names
   package, module, file, _ = WEIGHTS[name]
   try:
     root = importlib.resources.files(module)
@@ -82,10 +100,9 @@ def initial_weights(source: str, model_name: str, model: nnx.Module, *,
   from transjax import efficientnet_weights  # pylint: disable=import-outside-toplevel
   if is_imagenet_name(source):
     name = source[len(PREFIX):]
-    path = weights_path(name)  # unknown names and missing packages fail here
-    if WEIGHTS[name][3] != model_name:
-      raise ValueError(f"{source} holds {WEIGHTS[name][3]} weights, but config.model.name "
-                       f"is {model_name!r}.")
+    check_name(source, model_name)
+    path = weights_path(name)  # a missing package fails here
+    # The file's name carries its sha256 prefix: read_state_dict verifies it before use.
     efficientnet_weights.load_efficientnet(path, model, skip_head=skip_head)
     return model, f"ImageNet weights {source} ({path})"
   efficientnet_weights.load_efficientnet(source, model, skip_head=skip_head)

@@ -17,7 +17,10 @@ Names: "layer3.0.downsample.0.weight" <-> "layer3/0/downsample/conv/kernel",
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +40,43 @@ _MODULE_TO_TORCH = {"conv": "0", "bn": "1"}  # inside "downsample"
 
 class WeightMismatchError(ValueError):
   """A state dict that does not fit the model; the message names every offending tensor."""
+
+
+class WeightsChecksumError(ValueError):
+  """A weights file whose content does not match the checksum its name carries."""
+
+
+# torch hub's convention, which torchvision's and the EfficientNet package's files follow:
+# <name>-<the first hex digits of the file's sha256>.<ext>, e.g. resnet50-0676ba61.pth.
+_CHECKSUM_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(pth|pt|bin|npz|safetensors)$")
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def verify_checksum(path: str | os.PathLike) -> None:
+  """Checks a weights file against the sha256 prefix in its name (if it has one) before
+  it is used: a partly zeroed or truncated download otherwise loads silently and trains.
+
+  Raises:
+    WeightsChecksumError: the file's sha256 does not start with the name's digits.
+  """
+  path = os.fspath(path)
+  match = _CHECKSUM_IN_NAME.search(os.path.basename(path))
+  if not match:
+    return
+  st = os.stat(path)
+  key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+  if key not in _verified:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+    _verified[key] = digest.hexdigest()
+  expected = match.group(1)
+  if not _verified[key].startswith(expected):
+    raise WeightsChecksumError(
+        f"{path} is damaged or not the file its name promises: its sha256 begins "
+        f"{_verified[key][:len(expected)]}, the name says {expected}. Fetch the file again "
+        "(or reinstall the package that ships it).")
 
 
 def torch_name(flax_path: str) -> str:
@@ -233,10 +273,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """Reads a state dict from `.pth`/`.pt` (torch), `.npz` or `.safetensors`.
 
   A checkpoint that wraps its weights under "state_dict" or "model" is unwrapped, and a
-  "module." prefix (DataParallel) is dropped.
+  "module." prefix (DataParallel) is dropped. A file named with a checksum (torch hub's
+  `name-<sha256 prefix>.pth`) is verified first (`verify_checksum`).
   """
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lower()
+  verify_checksum(path)
   if ext in (".pth", ".pt", ".bin"):
     try:
       import torch  # pylint: disable=import-outside-toplevel
@@ -245,7 +287,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
           f"Reading {path} needs PyTorch (`pip install torch`); or convert it elsewhere "
           "with `np.savez(out, **{k: v.numpy() for k, v in torch.load(p).items()})` and "
           "load the .npz.") from e
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+      raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+      # torch's own text is forty lines ending in advice to load it with weights_only=False,
+      # which would run the file's code.
+      found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+      raise ValueError(
+          f"{path} holds pickled Python objects{' (' + found.group(1) + ')' if found else ''} "
+          "besides tensors; they are not loaded, since loading them runs code. Save only "
+          "the tensors (torch.save(model.state_dict(), path)) or convert them to .npz.") \
+          from None
   elif ext == ".npz":
     try:
       with np.load(path, allow_pickle=False) as data:

@@ -86,6 +86,10 @@ def _decode(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
             array = np.asarray(im, np.uint8)
     except (OSError, ValueError) as e:
         raise FolderError(f"{path} is not a readable image: {e}") from None
+    except Image.DecompressionBombError as e:  # not an OSError: it escaped as a traceback
+        raise FolderError(f"{path} is refused as a possible decompression bomb: {e} If the "
+                          "image is genuine, shrink it (or raise PIL.Image.MAX_IMAGE_PIXELS)."
+                          ) from None
     array = array[..., None] if array.ndim == 2 else array
     original = array.shape[:2]
     if image_size is not None and original != tuple(image_size):
