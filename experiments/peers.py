@@ -412,20 +412,15 @@ def torch_efficientnet_from_transjax(params, state):
 # ----------------------------------------------------------------------------- training
 
 
-def torch_train_step(input_size: int, in_channels: int, batch_size: int, lr: float,
-                     momentum: float, weight_decay: float, trial_steps: int = 30):
-  """(step, threads): one PyTorch LeNet training step (SGD with momentum, coupled weight
-  decay, like transjax.train.make_optimizer) on one random batch, as a callable, with
-  the faster of 1 thread and PyTorch's default set (each tried for `trial_steps` steps
-  after 3 warm-up steps; see pick_threads). The caller times it."""
+def torch_train_step(model, x, y, lr: float, momentum: float, weight_decay: float,
+                     trial_steps: int = 30):
+  """(step, threads): one PyTorch training step of `model` (train mode; SGD with momentum
+  and coupled weight decay, like transjax.train.make_optimizer) on the batch (x, y), as a
+  callable, with the faster of 1 thread and PyTorch's default set (each tried for
+  `trial_steps` steps after 3 warm-up steps; see pick_threads). The caller times it."""
   torch = _torch()
-  torch.manual_seed(0)
-  model = torch_lenet(input_size, in_channels).train()
+  model = model.train()
   opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-  rng = np.random.default_rng(0)
-  x = torch.from_numpy(rng.normal(size=(batch_size, in_channels, input_size, input_size))
-                       .astype(np.float32))
-  y = torch.from_numpy(rng.integers(0, 10, batch_size))
 
   def step():
     opt.zero_grad(set_to_none=True)
