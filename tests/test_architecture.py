@@ -76,3 +76,42 @@ def test_config_files_re_export_the_library_presets():
   from transjax.paper.presets import minima, reproduce as reproduce_presets  # pylint: disable=import-outside-toplevel
   assert paper_minima.get_config is minima.get_config
   assert reproduce_cfg.get_config is reproduce_presets.get_config
+
+
+# Floors, lowest first: a package may import transjax packages on its own floor or below.
+# ops is the floor the models stand on; the models, data and the pure loss below the
+# trainer and the instruments; the paper experiments and transferability on top.
+FLOORS = {
+    "transjax.ops": 0,
+    "transjax.models": 1,
+    "transjax.analysis": 3,
+    "transjax.paper": 4,
+    "transjax.transferability": 4,
+}
+
+
+def _floor(module: str) -> int | None:
+  for prefix, floor in FLOORS.items():
+    if module == prefix or module.startswith(prefix + "."):
+      return floor
+  return None
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_a_package_imports_nothing_above_its_floor(package):
+  floor = FLOORS[package]
+  root = ROOT.joinpath(*package.split("."))
+  offenders = {}
+  for path in root.rglob("*.py"):
+    above = sorted(m for m in _imports(path)
+                   if m.startswith("transjax") and (_floor(m) or 0) > floor)
+    if above:
+      offenders[str(path.relative_to(ROOT))] = above
+  assert not offenders
+
+
+def test_ops_import_no_other_transjax_package():
+  offenders = {str(p.relative_to(ROOT)): sorted(m for m in _imports(p) if m.startswith("transjax")
+                                                 and not m.startswith("transjax.ops"))
+               for p in (ROOT / "transjax" / "ops").rglob("*.py")}
+  assert not {k: v for k, v in offenders.items() if v}
