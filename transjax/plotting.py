@@ -2,7 +2,9 @@
 
 Compared landscapes share one colour scale and one contour spacing (the paper's
 convention: contour levels every 0.05): pass the same `vmin`/`vmax` (see
-`shared_range`) to every `contour_landscape` of a comparison.
+`shared_range`) to every `contour_landscape` of a comparison. Where the losses vary by
+less than a few times 0.05 (a nearly flat landscape would be two colours) the spacing
+adapts to the range (`contour_levels`), and every figure says the spacing it used.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
+import matplotlib.ticker  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 
 CONTOUR_SPACING = 0.05
 MAX_CONTOUR_LEVELS = 80
+# Fewer levels than this at the paper's spacing and the spacing adapts to the range.
+MIN_CONTOUR_LEVELS = 8
 
 
 def subplots(*args, **kwargs):
@@ -79,6 +84,7 @@ def eigenvalue_bars(path: str, eigenvalues: Mapping[str, Sequence[float]], *,
   draw_grouped_bars(ax, eigenvalues, positions=np.arange(1, n + 1))
   ax.set_xlabel("eigenvalue index")
   ax.set_ylabel("eigenvalue")
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_title(title)
   ax.legend(fontsize=8)
   return _save(fig, path)
@@ -86,52 +92,79 @@ def eigenvalue_bars(path: str, eigenvalues: Mapping[str, Sequence[float]], *,
 
 def contour_landscape(path: str, xs: np.ndarray, ys: np.ndarray, losses: np.ndarray, *,
                       vmin: float | None = None, vmax: float | None = None,
-                      spacing: float = CONTOUR_SPACING, title: str = "") -> str:
-  """Filled contour of a 2-D loss grid; levels every `spacing` between vmin and vmax."""
+                      spacing: float = CONTOUR_SPACING, title: str = "",
+                      xlabel: str = "direction 1 (step)",
+                      ylabel: str = "direction 2 (step)") -> str:
+  """Filled contour of a 2-D loss grid with labelled axes and colour bar; levels every
+  `spacing` between vmin and vmax (adapted where the range is small or large, see
+  `contour_levels`; the spacing used is in the title)."""
   losses = np.asarray(losses, float)
   if vmin is None or vmax is None:
     lo, hi = shared_range([losses])
     vmin = lo if vmin is None else vmin
     vmax = hi if vmax is None else vmax
-  levels = np.arange(np.floor(vmin / spacing) * spacing, vmax + spacing, spacing)
-  if len(levels) < 2:
-    levels = np.array([vmin, vmin + spacing])
-  if len(levels) > 400:  # keep the drawing tractable for huge ranges; the scale stays shared
-    levels = np.linspace(levels[0], levels[-1], 400)
-  fig, ax = plt.subplots(figsize=(4.5, 4))
+  levels, step = contour_levels(vmin, vmax, spacing)
+  fig, ax = plt.subplots(figsize=(4.8, 4))
   x, y = np.meshgrid(xs, ys, indexing="ij")
   cs = ax.contourf(x, y, np.ma.masked_invalid(losses), levels=levels, cmap="viridis",
                    vmin=vmin, vmax=vmax, extend="both")
   ax.contour(x, y, np.ma.masked_invalid(losses), levels=levels, colors="k", linewidths=0.3)
-  fig.colorbar(cs, ax=ax)
+  fig.colorbar(cs, ax=ax, label="loss")
   ax.plot([0], [0], "r+")
-  ax.set_title(title)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(f"{title}\n(contours every {step:.3g})" if title else
+               f"contours every {step:.3g}", fontsize=9)
   return _save(fig, path)
 
 
+def nice_step(raw: float) -> float:
+  """The smallest of 1, 2, 2.5, 5 x 10^k that is at least `raw` (> 0)."""
+  power = 10.0 ** np.floor(np.log10(raw))
+  for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+    if m * power >= raw * (1 - 1e-12):
+      return float(m * power)
+  return float(10.0 * power)
+
+
 def contour_levels(lo: float, hi: float, spacing: float = CONTOUR_SPACING,
-                   max_levels: int = MAX_CONTOUR_LEVELS) -> tuple[np.ndarray, float]:
-  """Levels every `spacing` (a multiple of it when there would be more than max_levels)."""
-  step = spacing * max(1, int(np.ceil((hi - lo) / spacing / max_levels)))
+                   max_levels: int = MAX_CONTOUR_LEVELS,
+                   min_levels: int = MIN_CONTOUR_LEVELS) -> tuple[np.ndarray, float]:
+  """(levels, step): every `spacing` (the paper's 0.05); a multiple of it when there would
+  be more than max_levels; a nice finer step (1, 2, 2.5, 5 x 10^k, about 2 * min_levels
+  levels) when the range holds fewer than min_levels, so a landscape that varies by 0.02
+  still shows its shape."""
+  span = max(hi - lo, 0.0)
+  if span <= 0 or not np.isfinite(span):
+    step = spacing
+  elif span / spacing < min_levels:
+    step = min(spacing, nice_step(span / (2 * min_levels)))
+  else:
+    step = spacing * max(1, int(np.ceil(span / spacing / max_levels)))
   start = np.floor(lo / step) * step
-  return np.arange(start, hi + step, step), step
+  levels = np.arange(start, hi + step, step)
+  if len(levels) < 2:
+    levels = np.array([start, start + step])
+  return levels, step
 
 
 def contour_grid(path: str, panels: Sequence[tuple[str, Mapping]], suptitle: str, *,
-                 cap: float | None = None, spacing: float = CONTOUR_SPACING) -> float:
+                 cap: float | None = None, spacing: float = CONTOUR_SPACING,
+                 xlabel: str = "direction 1", ylabel: str = "direction 2") -> float:
   """Filled contours of several 2-D landscapes (up to 4 a row) with ONE colour scale.
 
   `panels`: (title, {"axes": [x, y], "losses": 2-D}); `cap` clips losses at lo + cap so one
   exploding landscape does not flatten the others' colours (the cap is shown in the title).
-  Returns the contour spacing used (`spacing`, or a multiple when the range is large).
+  Returns the contour spacing used (`spacing`, a multiple of it when the range is large,
+  a finer step when it is small: `contour_levels`).
   """
   arrays = [np.asarray(p["losses"], np.float64) for _, p in panels]
   lo = min(np.nanmin(a) for a in arrays)
   hi = max(np.nanmax(a) for a in arrays)
   if cap is not None:
     hi = min(hi, lo + cap)
-  hi = max(hi, lo + spacing)
   levels, step = contour_levels(lo, hi, spacing)
+  hi = max(hi, levels[-1])
   n = len(panels)
   cols = min(n, 4)
   rows = -(-n // cols)
@@ -143,11 +176,13 @@ def contour_grid(path: str, panels: Sequence[tuple[str, Mapping]], suptitle: str
     cs = ax.contourf(x, y, a.T, levels=levels, cmap="viridis")
     ax.contour(x, y, a.T, levels=levels, colors="k", linewidths=0.3)
     ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_aspect("equal")
   for ax in axs.ravel()[n:]:
     ax.axis("off")
-  fig.colorbar(cs, ax=axs.ravel().tolist(), shrink=0.8)
-  fig.suptitle(f"{suptitle}\n(same colour scale; contours every {step:g}"
+  fig.colorbar(cs, ax=axs.ravel().tolist(), shrink=0.8, label="loss")
+  fig.suptitle(f"{suptitle}\n(same colour scale; contours every {step:.3g}"
                + (f"; clipped at min + {cap:g}" if cap is not None else "") + ")", fontsize=9)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110)  # no tight_layout: it fights the shared colour bar
