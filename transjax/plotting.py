@@ -142,6 +142,8 @@ def contour_levels(lo: float, hi: float, spacing: float = CONTOUR_SPACING,
   else:
     step = spacing * max(1, int(np.ceil(span / spacing / max_levels)))
   start = np.floor(lo / step) * step
+  if start > lo:  # rounding (2.3 / 0.002 * 0.002 > 2.3)
+    start -= step
   levels = np.arange(start, hi + step, step)
   if len(levels) < 2:
     levels = np.array([start, start + step])
