@@ -36,6 +36,7 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import memory, progress, sharding
+from transjax import distributed
 from transjax.analysis import batchnorm
 from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 
@@ -188,7 +189,7 @@ class HessianOperator:
   def dense(self) -> np.ndarray:
     """The full Hessian (dim x dim) by `dim` HVPs; only for small problems and tests."""
     eye = jnp.eye(self.dim, dtype=self.dtype)
-    return np.asarray(jnp.concatenate([self.matmat(eye[i:i + 64])
+    return distributed.to_numpy(jnp.concatenate([self.matmat(eye[i:i + 64])
                                        for i in range(0, self.dim, 64)]))
 
 
@@ -478,7 +479,7 @@ def lanczos_top_k(op, k: int = 20, *, tol: float = 1e-6, max_steps: int | None =
   converged = bool(np.all(res <= tol * np.maximum(np.abs(theta[idx]), floor)))
   vectors = None
   if return_vectors:
-    vectors = np.asarray(jnp.asarray(s[:, idx].T, op.dtype) @ basis)
+    vectors = distributed.to_numpy(jnp.asarray(s[:, idx].T, op.dtype) @ basis)
   order = np.argsort(-theta[idx])
   return EigenResult("lanczos", theta[idx][order], res[order], op.hvp_count - count0, steps,
                      converged, tol, time.perf_counter() - start,
@@ -545,7 +546,7 @@ def power_iteration_top_k(op, k: int = 20, *, tol: float = 1e-3, max_iters: int 
     changes.append(change)
   values_np = np.array(values)
   order = np.argsort(-values_np)
-  vectors = np.asarray(basis)[order] if return_vectors else None
+  vectors = distributed.to_numpy(basis)[order] if return_vectors else None
   return EigenResult("power_iteration", values_np[order], np.array(changes)[order],
                      op.hvp_count - count0, total_iters, all_converged, tol,
                      time.perf_counter() - start, vectors)
@@ -572,7 +573,8 @@ def hutchinson_trace(op, num_probes: int = 100, *, block_size: int = 10,
     key, sub = jax.random.split(key)
     z = jax.random.rademacher(sub, (b, op.dim), op.dtype)
     hz = op.matmat(z)
-    samples.append(np.asarray(jnp.sum(z * hz, axis=1), np.float64))
+    # A block split over devices is split over processes too: gathered, not np.asarray.
+    samples.append(distributed.to_numpy(jnp.sum(z * hz, axis=1)).astype(np.float64))
     done += b
   samples_np = np.concatenate(samples)
   return TraceResult(float(samples_np.mean()),

@@ -33,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
 from transjax import memory, progress, sharding
+from transjax import distributed
 from transjax.analysis import batchnorm
 from transjax.analysis.subset import resolve_mask
 from transjax import ops
@@ -417,7 +418,8 @@ def evaluate_points(loss_fn: Callable, params: Any, state: Any, batch: Mapping[s
     c = jnp.asarray(chunk, dtype)
     if mesh is not None:
       c = sharding.split_leading(c, mesh)
-    out[lo:hi] = np.asarray(batched(params, state, batch, directions, c))[:hi - lo]
+    # The chunk's points are split over every process's devices: gathered, not np.asarray.
+    out[lo:hi] = distributed.to_numpy(batched(params, state, batch, directions, c))[:hi - lo]
     if partial is not None:
       partial.save(out[:hi])
     now = time.perf_counter()
