@@ -6,7 +6,11 @@
 
 `batch` is a mapping with "image" (B, H, W, C) float32 and "label" (B,) int32, and
 optionally "weight" (B,) float32 (0 for padding examples, so a ragged last batch can be
-padded to a compiled shape) and "taps" (see `transjax.models.taps`). With train=True BatchNorm uses batch
+padded to a compiled shape) and "taps" (see `transjax.models.taps`); an `(images, labels)`
+pair is read as that mapping (`as_batch`). A model of one's own is any `nnx.Module`
+called as `model(images)`, with `train` and `taps` keywords only if it has them; a loss of
+one's own, `loss(params, batch) -> scalar`, becomes a `LossFn` with `loss_from(loss)`
+(docs/own_model.md). With train=True BatchNorm uses batch
 statistics and `aux["state"]` holds the updated running statistics; with train=False it
 uses the running statistics, so the loss is a deterministic function of `params`. The
 analyses (Hessians, landscapes, gradient measurements) call it with train=False and choose
@@ -40,6 +44,55 @@ def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Mo
   return nnx.merge(graphdef, params, state, copy=True)
 
 
+def as_batch(batch: Any) -> Batch:
+  """A batch mapping as it is; an `(images, labels)` pair as {"image", "label"}."""
+  if isinstance(batch, Mapping):
+    return batch
+  if isinstance(batch, (tuple, list)) and len(batch) == 2 and all(
+      hasattr(x, "shape") for x in batch):
+    return {"image": batch[0], "label": batch[1]}
+  raise TypeError(f"a batch is a dict with 'image' and 'label' or an (images, labels) pair "
+                  f"of arrays, got {type(batch).__name__}.")
+
+
+def is_one_batch(batches: Any) -> bool:
+  """Whether `batches` is one batch (a mapping or an (images, labels) pair of arrays), not
+  a sequence of batches."""
+  return isinstance(batches, Mapping) or (
+      isinstance(batches, (tuple, list)) and len(batches) == 2
+      and all(hasattr(x, "shape") for x in batches))
+
+
+def batch_size(batch: Any) -> int:
+  """The number of examples in a batch (either form)."""
+  return int(jnp.shape(as_batch(batch)["label"])[0])
+
+
+def loss_from(loss: Callable[[Any, Batch], Any]) -> LossFn:
+  """A `LossFn` from a loss of one's own, `loss(params, batch) -> scalar` or
+  `-> (scalar, aux dict)`: the state passes through unchanged (no BatchNorm statistics),
+  `train` is ignored, and the batch reaches `loss` as a mapping (see `as_batch`).
+
+  The instruments then work on it as on a transjax model's loss, except what needs the
+  model's graph: BatchNorm recalibration (`bn_mode="recalibrated"`) and activation taps.
+  """
+
+  def loss_fn(params, state, batch, train: bool):
+    del train
+    out = loss(params, as_batch(batch))
+    value, aux = out if isinstance(out, tuple) else (out, {})
+    return value, {**aux, "state": state}
+
+  return loss_fn
+
+
+def accepts_keyword(model: nnx.Module, name: str) -> bool:
+  """Whether the model's __call__ takes the keyword `name` (or **kwargs)."""
+  params = inspect.signature(type(model).__call__).parameters
+  return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                               for p in params.values())
+
+
 def _check_takes_frozen_features(model: nnx.Module) -> None:
   params = inspect.signature(type(model).__call__).parameters
   if "frozen_features" not in params and not any(
@@ -60,11 +113,22 @@ def make_apply_fn(graphdef: nnx.GraphDef, *, frozen_features: bool = False):
 
   def apply(params, state, images, train: bool, taps=None):
     model = merge(graphdef, params, state)
+    # A model of one's own need take only the images: `train` and `taps` are passed where
+    # its __call__ has them.
+    kwargs = {}
+    if accepts_keyword(model, "train"):
+      kwargs["train"] = train
+    if taps is not None:
+      if not accepts_keyword(model, "taps"):
+        raise TypeError(f"{type(model).__name__}.__call__ has no taps argument, which the "
+                        "gradient measurements at layer inputs need (see transjax.models.taps).")
+      kwargs["taps"] = taps
+    elif accepts_keyword(model, "taps"):
+      kwargs["taps"] = None
     if frozen_features:  # only then: a model of one's own need not know the keyword
       _check_takes_frozen_features(model)
-      logits = model(images, train=train, taps=taps, frozen_features=True)
-    else:
-      logits = model(images, train=train, taps=taps)
+      kwargs["frozen_features"] = True
+    logits = model(images, **kwargs)
     new_state = nnx.state(model, nnx.Not(nnx.Param)) if train else state
     return logits, new_state
 
@@ -96,6 +160,7 @@ def _loss_fn(graphdef: nnx.GraphDef, frozen_features: bool) -> LossFn:
   apply = make_apply_fn(graphdef, frozen_features=frozen_features)
 
   def loss_fn(params, state, batch: Batch, train: bool):
+    batch = as_batch(batch)
     logits, new_state = apply(params, state, batch["image"], train, batch.get("taps"))
     labels = batch["label"]
     losses = optax.softmax_cross_entropy_with_integer_labels(

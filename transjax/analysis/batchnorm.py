@@ -104,10 +104,10 @@ def recalibrate(loss_fn: Callable, params: Any, state: Any, batches: Any) -> Any
 
 def recalibrated_state(graphdef: nnx.GraphDef, params: Any, state: Any, batches: Any) -> Any:
   """`recalibrate` for a model given as (graphdef, params, state)."""
-  batches = [batches] if isinstance(batches, Mapping) else list(batches)
+  batches = [batches] if functional.is_one_batch(batches) else list(batches)
   step = _recalibration_step(graphdef)
   for i, batch in enumerate(batches, start=1):
-    state = step(params, state, batch["image"], jnp.float32((i - 1) / i))
+    state = step(params, state, functional.as_batch(batch)["image"], jnp.float32((i - 1) / i))
   return state
 
 
@@ -117,9 +117,12 @@ def _recalibration_step(graphdef):
   @jax.jit
   def step(params, state, images, momentum):
     model = functional.merge(graphdef, params, state)
+    takes_train = functional.accepts_keyword(model, "train")
     for _, bn in batchnorm_layers(model):
       bn.momentum = momentum
-    model(images, train=True)
+      if not takes_train:  # a model of one's own: its BatchNorms in train mode directly
+        bn.use_running_average = False
+    model(images, **({"train": True} if takes_train else {}))
     return nnx.state(model, nnx.Not(nnx.Param))
 
   return step

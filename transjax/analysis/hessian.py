@@ -35,22 +35,24 @@ import scipy.linalg
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
-from transjax import memory, progress, sharding
+from transjax import functional, memory, progress, sharding
 from transjax import distributed
 from transjax.analysis import batchnorm
 from transjax.analysis.subset import partition, resolve_mask, restricted_loss
 
 def _as_batches(batches: Any) -> list[Mapping[str, Any]]:
-  if isinstance(batches, Mapping):
-    return [batches]
-  out = list(batches)
+  """One batch (a mapping or an (images, labels) pair) or a sequence of them, as a list of
+  batch mappings."""
+  if functional.is_one_batch(batches):
+    return [functional.as_batch(batches)]
+  out = [functional.as_batch(b) for b in batches]
   if not out:
     raise ValueError("No batches given.")
   return out
 
 
 def _batch_size(batch: Mapping[str, Any]) -> int:
-  return int(np.shape(batch["label"])[0])
+  return functional.batch_size(batch)
 
 
 # --------------------------------------------------------------------------------------

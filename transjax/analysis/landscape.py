@@ -32,7 +32,7 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from transjax import params as params_lib
-from transjax import memory, progress, sharding
+from transjax import functional, memory, progress, sharding
 from transjax import distributed
 from transjax.analysis import batchnorm
 from transjax.analysis.subset import resolve_mask
@@ -263,7 +263,7 @@ def _estimate_bytes_per_point(loss_fn, params, state, batch, directions) -> tupl
   except Exception as e:  # pylint: disable=broad-except  # backends without the analysis
     logging.info("memory analysis unavailable (%s); using a formula", e)
   # Conservative: params copy + ~20 activations the size of the input per sample.
-  return int(2 * params_bytes + 20 * _tree_bytes(batch["image"])), "formula"
+  return int(2 * params_bytes + 20 * _tree_bytes(functional.as_batch(batch)["image"])), "formula"
 
 
 def plan_chunks(num_points: int, bytes_per_point: int, budget_bytes: int, *,
