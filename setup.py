@@ -49,6 +49,6 @@ setuptools.setup(
         # torch reads the .pth (weights_only, no pickled code runs).
         "imagenet": IMAGENET,
         # Optional: the peers the benchmarks time on the same workloads (experiments/peers.py).
-        "bench": ["torch==2.13.0", "pyhessian==0.1", "loss-landscapes==3.0.6"],
+        "bench": ["torch==2.13.0", "pyhessian==0.1", "loss-landscapes==3.0.6", "matfree>=0.6.3,<0.7"],
     },
 )
