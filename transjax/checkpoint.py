@@ -20,6 +20,7 @@ import io
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,33 @@ def _quiet() -> Iterator[None]:
     sys.stderr = saved
   if buffer.getvalue():  # reached only when the block succeeded
     logging.debug("checkpoint writer output: %s", buffer.getvalue())
+
+
+class _MainThreadOnly(io.TextIOBase):
+  """sys.stderr for the main thread alone: after a failed write Orbax's worker threads go on
+  printing asyncio tracebacks (`Event loop is closed`) until the process ends."""
+
+  def __init__(self, stream):
+    super().__init__()
+    self.stream = stream
+
+  def write(self, text: str) -> int:
+    if threading.current_thread() is threading.main_thread():
+      return self.stream.write(text)
+    return len(text)
+
+  def flush(self) -> None:
+    self.stream.flush()
+
+  def fileno(self) -> int:
+    return self.stream.fileno()
+
+
+def _silence_worker_threads() -> None:
+  """Installs `_MainThreadOnly` (once, and not with --debug)."""
+  if not isinstance(sys.stderr, _MainThreadOnly) and not (
+      os.environ.get("TRANSJAX_DEBUG", "").lower() in ("1", "true", "yes") or _debug_flag()):
+    sys.stderr = _MainThreadOnly(sys.stderr)
 
 
 def _debug_flag() -> bool:
@@ -213,11 +241,17 @@ def checkpoint_steps(workdir: str) -> list[int]:
 
 def write_error(error: BaseException, what: str, resume: str) -> CheckpointWriteError:
   """The one-line error of a failed write of `what`; `resume`: what a rerun does."""
-  text = reason(error)
+  _silence_worker_threads()  # the run ends with this error; its writer threads do not yet
+  text, full_text, cause_of = reason(error), [], error
+  while cause_of is not None and len(full_text) < 5:  # the errno text ends the long message
+    full_text.append(str(cause_of))
+    cause_of = cause_of.__cause__
+  everything = " ".join(full_text)
   code = getattr(error, "errno", None)
-  if "File too large" in text or code == errno.EFBIG:
+  if "File too large" in everything or code == errno.EFBIG:
     cause = "a file-size limit was reached"
-  elif any(m in text for m in _FULL_DISK_MARKERS) or code in (errno.ENOSPC, errno.EDQUOT):
+  elif any(m in everything for m in _FULL_DISK_MARKERS) or code in (errno.ENOSPC,
+                                                                      errno.EDQUOT):
     cause = "the disk is full"
   else:
     cause = "the write failed"

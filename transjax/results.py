@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -27,7 +28,8 @@ def ensure_workdir(workdir: str) -> str:
   path = os.path.abspath(workdir)
   try:
     os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, ".write_test")
+    # Named per process: the processes of a multi-process run probe the same folder.
+    probe = os.path.join(path, f".write_test.{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -98,8 +100,9 @@ def portable(data: Any, folder: str) -> Any:
   """`data` with every PATH_KEYS path inside the held workdir made relative to `folder`.
 
   The workdir is the outermost folder this process holds (`workdir_lock`) around `folder`,
-  else `folder` itself. Paths outside it (a data directory, a weights file elsewhere) and
-  relative ones stay as given.
+  else `folder` itself. Paths outside it (a data directory, a weights file elsewhere) stay
+  as given, except that a "./" or "../" one (which `resolved` would read back relative to
+  `folder`) is made absolute.
   """
   from transjax import workdir_lock  # pylint: disable=import-outside-toplevel
   folder = os.path.abspath(folder)
@@ -109,7 +112,9 @@ def portable(data: Any, folder: str) -> Any:
 
   def rel(value: str) -> str:
     if not os.path.isabs(value):
-      return value
+      if not (value in (".", "..") or value.startswith(("./", "../"))):
+        return value  # relative to the user's cwd, and unlike what `resolved` reads back
+      value = os.path.abspath(value)  # "./data" would read back as <folder>/data
     real = os.path.realpath(value)
     if real != anchor and not real.startswith(anchor + os.sep):
       return value
@@ -137,15 +142,29 @@ def comparable(data: Any) -> Any:
   return _map_paths(to_jsonable(data), lambda v: os.path.normpath(os.path.abspath(v)))
 
 
+@contextlib.contextmanager
+def naming_the_file(path: str) -> Iterator[None]:
+  """An OSError of a write (a full disk raises it from write(), naming no file) names `path`
+  and what a rerun does."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename or e.errno is None:
+      raise
+    raise OSError(e.errno, f"{e.strerror} while writing {path}; free space (or use another "
+                  "--workdir) and run the same command again to resume") from None
+
+
 def write_json(path: str, data: Any) -> None:
   """Writes JSON atomically (a killed run never leaves half a file); paths inside the
   workdir are stored relative to the file's folder (`portable`)."""
   tmp = path + ".tmp"
   data = portable(to_jsonable(data), os.path.dirname(os.path.abspath(path)))
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, path)
+  with naming_the_file(path):
+    with open(tmp, "w") as f:
+      json.dump(data, f, indent=2, sort_keys=False)
+      f.write("\n")
+    os.replace(tmp, path)
 
 
 def read_json(path: str) -> Any:
@@ -166,7 +185,7 @@ class MetricsLog:
     self._torn_noticed = False
 
   def append(self, record: Mapping[str, Any]) -> None:
-    with open(self.path, "a") as f:
+    with naming_the_file(self.path), open(self.path, "a") as f:
       f.write(json.dumps(to_jsonable(record)) + "\n")
 
   def read(self) -> list[dict[str, Any]]:
