@@ -42,6 +42,7 @@ def run(config, workdir: str, layer: str | None = None) -> dict:
   for run_dir in cli.split_csv(config.checkpoints):
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
+    validate.notice_fewer_samples(batch, config)
     stats = gradients.gradient_stats(r.loss_fn, r.params, r.state, batch, layer,
                                      bins=config.bins, bn_mode=config.bn_mode)
     ds = r.train_data if config.split == "train" else r.test_data

@@ -57,6 +57,7 @@ def run(config, workdir: str) -> dict:
     for step in steps:
       r = runs_lib.load_run(run_dir, step)
       batch = r.batch(config.split, config.num_samples, config.seed)
+      validate.notice_fewer_samples(batch, config)
       ds = r.train_data if config.split == "train" else r.test_data
       data = ds.provenance.describe(ds.name)
       for p in protocols:

@@ -4,13 +4,21 @@ errors as one line, and the one `main` of the paper-experiment binaries (`run_pa
 A user error (a bad flag, config, file or a busy workdir) ends a binary with one line on
 stderr, `error: <kind>: <what, where, how to fix>`, and exit status 2. `--debug` (or the
 environment variable TRANSJAX_DEBUG=1) shows the full traceback instead.
+
+Every config file is checked while the flags are parsed (`parse_flags`): one that does not
+import names its file and line, and a field its binary does not know names the close ones.
+SIGTERM and SIGINT end a binary with one `interrupted:` line saying how to resume and the
+status 128 + the signal's number (`run_or_exit`, `transjax.interrupts`).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
 import logging as py_logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -160,7 +168,6 @@ def unknown_field(config: Mapping[str, Any], known: Mapping[str, Any],
 
   Sections are compared key by key, except an empty (open) one in `known`.
   """
-  import difflib  # pylint: disable=import-outside-toplevel
   for key, value in config.items():
     if key not in known:
       return prefix + key, [prefix + k for k in difflib.get_close_matches(
@@ -175,7 +182,6 @@ def unknown_field(config: Mapping[str, Any], known: Mapping[str, Any],
 
 def _field_line(path: str, field: str) -> int | None:
   """The line of `path` that sets `field`'s last part (`c.resolutoin = 5`), if one does."""
-  import re  # pylint: disable=import-outside-toplevel
   last = re.escape(field.rsplit(".", 1)[-1])
   pattern = re.compile(rf"""(\.{last}\b\s*=(?!=))|([\[(]\s*["']{last}["']\s*[\],])""")
   try:
@@ -301,8 +307,6 @@ def _config_file_error(argv: list[str], error: BaseException) -> str | None:
 def _import_hint(error: BaseException) -> str:
   """"; did you mean 'x'?" for `from m import y` of a name `m` lacks (Python 3.11 does not
   say), else ""."""
-  import difflib  # pylint: disable=import-outside-toplevel
-  import re  # pylint: disable=import-outside-toplevel
   match = re.match(r"cannot import name '([^']+)'", str(error))
   module = sys.modules.get(getattr(error, "name", None) or "")
   if not (isinstance(error, ImportError) and match and module):
@@ -313,8 +317,6 @@ def _import_hint(error: BaseException) -> str:
 
 def _override_field_error(argv: list[str], error: BaseException) -> str:
   """One line for a `--config.<field>=` override that names no field, with the close names."""
-  import difflib  # pylint: disable=import-outside-toplevel
-  import re  # pylint: disable=import-outside-toplevel
   text = str(error.args[0] if error.args else error)
   # ml_collections' own text: "'momentun'\nDid you mean "momentum" instead of "momentun"?"
   # (quoted once more by KeyError's repr: the escapes arrive as text).
@@ -348,10 +350,28 @@ def _override_field_error(argv: list[str], error: BaseException) -> str:
   return f"unknown config field {field!r} in {given}; {hint}"
 
 
+def _known_fields() -> dict[str, Callable[[], Any]]:
+  """The registered fields of each config flag; a flag registered without them whose
+  default is a preset file (reproduce's installed presets) knows that file's presets'."""
+  known = dict(_KNOWN_FIELDS)
+  for name in flags.FLAGS:
+    flag = flags.FLAGS[name]
+    if name in known or type(flag).__name__ != "_ConfigFlag" or not flag.default_as_str:
+      continue
+    path = flag.default_as_str.strip("'\"").split(":", 1)[0]
+    if path.endswith(".py") and os.path.isfile(path):
+      spec = importlib.util.spec_from_file_location(f"_transjax_presets_{name}", path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      if callable(getattr(module, "get_config", None)):
+        known[name] = preset_fields(module.get_config)
+  return known
+
+
 def _unknown_field_error(argv: list[str]) -> str | None:
   """One line for a field the config file set that its binary does not know."""
   files = dict(_config_args(argv))
-  for name, fields in _KNOWN_FIELDS.items():
+  for name, fields in _known_fields().items():
     try:
       config = flags.FLAGS[name].value
     except (KeyError, AttributeError):
