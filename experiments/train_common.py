@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transjax import cli
 from transjax import config as config_lib
+from transjax import distributed
 from transjax import train
 
 
@@ -18,7 +19,13 @@ def define_flags(config_help: str):
 
 def run(config, workdir: str) -> None:
   cli.setup_logging()
-  results = cli.run_or_exit(train.train, config, workdir)
+  # One process per host under jax.distributed when a role is given (flags, TRANSJAX_*
+  # variables, a detected cluster); a failure in any process ends it at once.
+  cli.run_or_exit(distributed.initialize)
+  with distributed.exit_at_once_on_failure():
+    results = cli.run_or_exit(train.train, config, workdir)
+  if not distributed.is_writer():
+    return
   f = results["final"]
   print(f"{results['name']} ({results['mode']}): train error {100 * f['train_error']:.2f}%  "
         f"test error {100 * f['test_error']:.2f}%  deviation last layer "

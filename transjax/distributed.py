@@ -41,6 +41,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -181,7 +182,15 @@ def initialize(role: Role | None = None, *, timeout_s: int | None = None,
           "process (process 0 first is not required), check the address and port, or "
           f"raise {ENV_TIMEOUT}.") from None
     raise DistributedError(f"{who} could not join {where}: {first}") from None
+  if jax.process_index() != 0:  # progress lines once, from the process that writes files
+    logging.set_verbosity(logging.WARNING)
   return Role(jax.process_count(), jax.process_index(), role.coordinator, role.source)
+
+
+def barrier(name: str) -> None:
+  """Every process waits here for the others (nothing in a single process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def _check_coordinator(role: Role, timeout_s: float) -> None:
@@ -284,9 +293,11 @@ def tree_to_numpy(tree: Any) -> Any:
   return jax.tree.map(to_numpy, tree)
 
 
-def check_divides(global_batch: int, what: str = "config.batch_size") -> None:
-  """Raises DistributedError unless the processes can share `global_batch` rows evenly."""
-  n = jax.process_count()
+def check_divides(global_batch: int, what: str = "config.batch_size",
+                  num_processes: int | None = None) -> None:
+  """Raises DistributedError unless the processes (`num_processes`, default: this run's)
+  can share `global_batch` rows evenly."""
+  n = num_processes or jax.process_count()
   if global_batch % n:
     raise DistributedError(
         f"{what} = {global_batch} cannot be split over {n} processes; use a multiple of "

@@ -14,6 +14,11 @@ back to the restored step. A checkpoint that cannot be read is set aside and the
 resumes from the newest readable one (`transjax.checkpoint`); SIGTERM or SIGINT writes a
 checkpoint at the current step before the run stops (`transjax.interrupts`).
 
+Under several processes (`transjax.distributed`, one per host) the mesh spans all their
+devices, each process reads only its rows of every batch, process 0 writes the folder's
+files (config, metrics, results, figures) and every process takes part in the Orbax
+checkpoints (docs/multiprocess.md).
+
 Where the weights come from is `transjax.weights`; what trains and the optimiser are
 `transjax.optim`; the run's data is `transjax.data.run_data`.
 """
@@ -21,6 +26,7 @@ Where the weights come from is `transjax.weights`; what trains and the optimiser
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import time
@@ -38,6 +44,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from transjax import checkpoint as ckpt
 from transjax import config as config_lib
 from transjax import convergence
+from transjax import distributed
 from transjax import functional
 from transjax import interrupts
 from transjax import params as params_lib
@@ -86,13 +93,34 @@ def _checkpoint_on_signal(store: ckpt.CheckpointStore, ts, step: int, start: int
   elif step > start:
     if step not in store.all_steps():  # a scheduled checkpoint may have just been written
       store.save(step, jax.device_get(ts))
-    results_lib.write_json(interval_path, {"step": step, "count": count, **sums})
+    if distributed.is_writer():
+      results_lib.write_json(interval_path, {"step": step, "count": count, **sums})
     where = (f"checkpoint written at step {step} of {workdir}; run the same command again "
              "to resume from there")
   else:
     where = (f"{workdir} is at step {step} (nothing new to checkpoint); run the same "
              "command again to resume")
   raise interrupts.Interrupted(signum, where)
+
+
+class _UnwrittenLog(results_lib.MetricsLog):
+  """The metrics log of processes other than 0 in a multi-process run: process 0 writes
+  metrics.jsonl; the others keep the same records in memory (read once at the start), so
+  decisions made from the log (convergence) and results agree in every process without
+  reading a file another process is writing."""
+
+  def __init__(self, path: str):
+    super().__init__(path)
+    self._records = super().read()
+
+  def append(self, record) -> None:
+    self._records.append(json.loads(json.dumps(results_lib.to_jsonable(dict(record)))))
+
+  def truncate_after(self, step: int) -> None:
+    self._records = [r for r in self._records if r.get("step", 0) <= step]
+
+  def read(self) -> list[dict[str, Any]]:
+    return list(self._records)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, n_train: int) -> int:
@@ -256,27 +284,30 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   workdir = results_lib.ensure_workdir(workdir)
   config_path = os.path.join(workdir, "config.json")
   config_dict = results_lib.to_jsonable(config)
+  # Every process of a multi-process run must train the same thing: checked before work.
+  distributed.check_same_config(config_dict)
   config_lib.check_run_folder_config(workdir, config_dict, ckpt.checkpoint_steps(workdir))
 
   data = data if data is not None else load_data(config)
   num_steps = num_train_steps(config, len(data.train))
   mesh = make_mesh(config.num_devices)
   n_dev = mesh.devices.size
+  distributed.check_divides(config.batch_size)
   if config.batch_size % n_dev:
     raise config_lib.ConfigError(
         f"config.batch_size = {config.batch_size} must be divisible by the {n_dev} devices.")
-  replicated = NamedSharding(mesh, PartitionSpec())
   data_sharding = NamedSharding(mesh, PartitionSpec("data"))
   eval_batch = _round_up(min(config.eval_batch_size, max(len(data.test), 1)), n_dev)
 
   graphdef, params0, state0, init_note = weights_lib.initial_weights(config, data.num_classes)
   # Written once the data and weights are in hand: a start that fails leaves the folder as
   # it was (a folder with config.json but no checkpoint is reused anyway).
-  results_lib.write_json(config_path, config_dict)
-  results_lib.write_json(os.path.join(workdir, "run.json"), {
-      "num_classes": data.num_classes, "num_steps": num_steps, "init": init_note,
-      "data": data.describe(), "mean": data.mean, "std": data.std,
-      "num_params": params_lib.count(params0), **results_lib.run_metadata()})
+  if distributed.is_writer():  # the run folder's own files: process 0's
+    results_lib.write_json(config_path, config_dict)
+    results_lib.write_json(os.path.join(workdir, "run.json"), {
+        "num_classes": data.num_classes, "num_steps": num_steps, "init": init_note,
+        "data": data.describe(), "mean": data.mean, "std": data.std,
+        "num_params": params_lib.count(params0), **results_lib.run_metadata()})
   # fixed: the backbone is a fixed feature extractor, BatchNorm included.
   mask = trainable_mask(config, params0)
   state_mask = trainable_mask(config, state0)
@@ -301,7 +332,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
             "deviation_last": d["last_layer"], "deviation_sum": d["sum"],
             "deviation": d["per_layer"]}
 
-  log = results_lib.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
+  log = (results_lib.MetricsLog if distributed.is_writer() else _UnwrittenLog)(
+      os.path.join(workdir, "metrics.jsonl"))
+  distributed.barrier("metrics read")  # before process 0 cuts the log back
   init_dir = os.path.join(workdir, "init")
   interval_path = os.path.join(workdir, INTERRUPTED_INTERVAL)
   # SIGTERM / SIGINT wait for the end of a step (transjax.interrupts), then checkpoint.
@@ -318,11 +351,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       logging.info("Resuming %s from step %d of %d.", workdir, start, num_steps)
     else:
       start = 0
-      ckpt.save_tree(init_dir, {"params": params0, "state": state0})
+      # Host copies: Orbax refuses a process-local jax.Array in a multi-process run.
+      ckpt.save_tree(init_dir, jax.device_get({"params": params0, "state": state0}))
       log.truncate_after(-1)
     # The step donates its input; params0 must outlive it.
-    params0 = jax.device_put(jax.tree.map(jnp.copy, params0), replicated)
-    ts = jax.device_put(jax.tree.map(jnp.copy, ts), replicated)
+    # Across processes through host copies: a restored array is committed to one local
+    # device, and JAX does not move that to another process's devices.
+    params0 = distributed.replicate(jax.tree.map(jnp.copy, params0), mesh)
+    ts = distributed.replicate(jax.tree.map(jnp.copy, ts), mesh)
     if start == 0:
       log.append(eval_record(ts))
 
@@ -333,17 +369,20 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     # so the folder ends as an uninterrupted run's.
     unscheduled = start if start % config.checkpoint_every and start != num_steps else None
     pending = []
+    # Each process reads and prepares only its rows of every global batch.
+    rows = distributed.local_rows(data_sharding, config.batch_size)
     for step, batch in batching.iterate(data.train, config.batch_size, config.seed,
                                         start_step=start, num_steps=num_steps - start,
                                         augment=config.data.augment, mean=data.mean,
-                                        std=data.std):
+                                        std=data.std, rows=rows):
       if interrupts.pending():  # `step` steps are done: the state is whole here
         for m in jax.device_get(pending):
           sums["loss"] += float(m["loss"])
           sums["accuracy"] += float(m["accuracy"])
           count += 1
         _checkpoint_on_signal(store, ts, step, start, sums, count, interval_path, workdir)
-      ts, metrics = step_fn(ts, jax.device_put(batch, data_sharding))
+      ts, metrics = step_fn(ts, distributed.global_batch(batch, data_sharding,
+                                                         config.batch_size))
       pending.append(metrics)
       done = step + 1
       for cb in callbacks:
@@ -393,7 +432,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                      convergence.criterion(stop_at))
         break
     wall = time.time() - t0
-  if os.path.exists(interval_path):
+  if os.path.exists(interval_path) and distributed.is_writer():
     os.remove(interval_path)
 
   records = log.read()
@@ -408,7 +447,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       "data": data.describe(), "wall_time_s_this_call": wall,
       "resumed_from_step": start or None,
   }
-  results_lib.write_json(os.path.join(workdir, "results.json"), results)
-  plotting.training_curves(records, os.path.join(workdir, "training_curves.png"),
-                           title=config.name)
+  if distributed.is_writer():
+    results_lib.write_json(os.path.join(workdir, "results.json"), results)
+    plotting.training_curves(records, os.path.join(workdir, "training_curves.png"),
+                             title=config.name)
   return results

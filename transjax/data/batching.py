@@ -93,11 +93,18 @@ def batch_at(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
 
 def iterate(ds: Dataset, batch_size: int, seed: int, start_step: int = 0,
             num_steps: int | None = None, *, augment=False, mean=None, std=None,
-            drop_remainder: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            drop_remainder: bool = True,
+            rows: slice | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yields (step, batch) from `start_step` for `num_steps` steps (None: forever).
 
     Batch `step` equals `batch_at(ds.images, ds.labels, batch_size, seed, step, ...)`,
     so iteration resumed at step k yields exactly the tail of a full iteration.
+
+    `rows`: only these rows of each batch are read and prepared (one process's share of a
+    global batch, `transjax.distributed.local_rows`); the example order is the global
+    one. Augmented rows then draw from a generator of their own (seeded with the first
+    row too), so an augmented run's batches depend on how it is split; an unaugmented
+    run's do not.
     """
     n = len(ds)
     per_epoch = steps_per_epoch(n, batch_size, drop_remainder)
@@ -110,9 +117,12 @@ def iterate(ds: Dataset, batch_size: int, seed: int, start_step: int = 0,
         if e != epoch:  # one permutation per epoch, not per step
             epoch, order = e, epoch_permutation(n, seed, e)
         index = order[k * batch_size:(k + 1) * batch_size]
+        key = (seed, step, 1)
+        if rows is not None and rows.indices(len(index))[:2] != (0, len(index)):
+            index, key = index[rows], key + (rows.indices(len(index))[0],)
         batch_images = ds.images[index]
         if fn is not None:
-            batch_images = fn(batch_images, np.random.default_rng((seed, step, 1)))
+            batch_images = fn(batch_images, np.random.default_rng(key))
         yield step, {"image": prepare_images(batch_images, mean, std),
                      "label": ds.labels[index].astype(np.int32)}
         step += 1
