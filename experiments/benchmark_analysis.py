@@ -167,6 +167,33 @@ def _per_hvp(d: dict) -> dict:
   return d
 
 
+_SKIPPED = {"measured": False, "reason": "peers off or not installed (pip install -e '.[bench]')"}
+
+
+def _compare_eigenvalues(lz, peers, torch_workload, top_k: int, tol: float,
+                         eigsh_tol: float) -> dict:
+  """Our Lanczos result beside eigsh's and PyHessian's on the same weights and images:
+  times, HVP counts, time per HVP, agreement and ratios."""
+  out = {"transjax_hvps": lz.hvp_count, "transjax_s": lz.seconds,
+         "transjax_converged": lz.converged,
+         "transjax_s_per_hvp": lz.seconds / max(lz.hvp_count, 1),
+         "transjax_eigenvalues": lz.eigenvalues.tolist()}
+  if torch_workload is not None:
+    es = _per_hvp(peers.eigsh_top_k(*torch_workload, top_k, eigsh_tol))
+    ph = _per_hvp(peers.pyhessian_top_k(*torch_workload, top_k, tol))
+    for d in (es, ph):
+      d["measured"] = True
+      d["max_rel_diff_topk"] = _max_rel(lz.eigenvalues, d["eigenvalues"], top_k)
+      d["max_rel_diff_top1"] = _max_rel(lz.eigenvalues, d["eigenvalues"], 1)
+    es["agree"] = es["max_rel_diff_topk"] <= EIGEN_RTOL
+    ph["agree_top1"] = ph["max_rel_diff_top1"] <= EIGEN_RTOL
+  else:
+    es, ph = dict(_SKIPPED), dict(_SKIPPED)
+  out.update(eigsh_torch=es, pyhessian=ph, ratio_vs_eigsh=_ratio(lz.seconds, es),
+             ratio_vs_pyhessian=_ratio(lz.seconds, ph))
+  return out
+
+
 def benchmark(output: str, resolution: int, num_samples: int, top_k: int, tol: float,
               data_dir: str | None, *, eigsh_tol: float = 1e-6, layer: str = "conv2",
               with_peers: bool = True, power_iteration: bool = False,
@@ -188,7 +215,7 @@ def benchmark(output: str, resolution: int, num_samples: int, top_k: int, tol: f
     torch_model = peers.lenet_from_transjax(p, size)
     tx, ty = peers.torch_batch(batch)
     out["peers"] = {"measured": True, "torch_threads": peers.pick_threads(torch_model, tx, ty)}
-  skipped = {"measured": False, "reason": "peers off or not installed (pip install -e '.[bench]')"}
+  skipped = _SKIPPED
 
   # 1. Landscape.
   dirs = landscape.random_directions(jax.random.key(0), p, 2)
@@ -230,26 +257,11 @@ def benchmark(output: str, resolution: int, num_samples: int, top_k: int, tol: f
   hessian.lanczos_top_k(op, top_k, tol=1e30, max_steps=steps)  # compile
   eig["transjax_compile_s"] = time.perf_counter() - t
   lz = hessian.lanczos_top_k(op, top_k, tol=tol, max_steps=steps)
-  eig.update(transjax_hvps=lz.hvp_count, transjax_s=lz.seconds, transjax_converged=lz.converged,
-             transjax_s_per_hvp=lz.seconds / max(lz.hvp_count, 1),
-             transjax_eigenvalues=lz.eigenvalues.tolist())
+  eig.update(_compare_eigenvalues(lz, peers, (torch_model, tx, ty) if peers else None,
+                                  top_k, tol, eigsh_tol))
   if power_iteration:
     pw = hessian.power_iteration_top_k(op, top_k, tol=tol, max_iters=100)
     eig["transjax_power_iteration"] = {"hvps": pw.hvp_count, "seconds": pw.seconds}
-  if peers is not None:
-    es = _per_hvp(peers.eigsh_top_k(torch_model, tx, ty, top_k, eigsh_tol))
-    ph = _per_hvp(peers.pyhessian_top_k(torch_model, tx, ty, top_k, tol))
-    for d in (es, ph):
-      d["measured"] = True
-      d["max_rel_diff_topk"] = _max_rel(lz.eigenvalues, d["eigenvalues"], top_k)
-      d["max_rel_diff_top1"] = _max_rel(lz.eigenvalues, d["eigenvalues"], 1)
-    es["agree"] = es["max_rel_diff_topk"] <= EIGEN_RTOL
-    ph["agree_top1"] = ph["max_rel_diff_top1"] <= EIGEN_RTOL
-  else:
-    es, ph = dict(skipped), dict(skipped)
-  eig["eigsh_torch"], eig["pyhessian"] = es, ph
-  eig["ratio_vs_eigsh"] = _ratio(lz.seconds, es)
-  eig["ratio_vs_pyhessian"] = _ratio(lz.seconds, ph)
   out["eigenvalues"] = eig
 
   # 3. One HVP (and one gradient).
@@ -330,7 +342,7 @@ def benchmark_lite0(*, size: int, num_samples: int, top_k: int, block: str, reso
   if with_peers:
     from experiments import peers as peers_mod  # pylint: disable=import-outside-toplevel
     peers = peers_mod if peers_mod.available() else None
-  skipped = {"measured": False, "reason": "peers off or not installed (pip install -e '.[bench]')"}
+  skipped = _SKIPPED
   if peers is not None:
     torch_model = peers.torch_efficientnet_from_transjax(p, s).eval()
     tx, ty = peers.torch_batch(batch)
@@ -360,21 +372,8 @@ def benchmark_lite0(*, size: int, num_samples: int, top_k: int, block: str, reso
   # Top-k eigenvalues.
   eig = {"k": top_k, "tol": tol, "eigsh_tol": eigsh_tol}
   lz = hessian.lanczos_top_k(op, top_k, tol=tol)
-  eig.update(transjax_hvps=lz.hvp_count, transjax_s=lz.seconds, transjax_converged=lz.converged,
-             transjax_s_per_hvp=lz.seconds / max(lz.hvp_count, 1),
-             transjax_eigenvalues=lz.eigenvalues.tolist())
-  if peers is not None:
-    es = _per_hvp(peers.eigsh_top_k(torch_model, tx, ty, top_k, eigsh_tol))
-    ph = _per_hvp(peers.pyhessian_top_k(torch_model, tx, ty, top_k, tol))
-    for d in (es, ph):
-      d["measured"] = True
-      d["max_rel_diff_topk"] = _max_rel(lz.eigenvalues, d["eigenvalues"], top_k)
-      d["max_rel_diff_top1"] = _max_rel(lz.eigenvalues, d["eigenvalues"], 1)
-  else:
-    es, ph = dict(skipped), dict(skipped)
-  eig["eigsh_torch"], eig["pyhessian"] = es, ph
-  eig["ratio_vs_eigsh"] = _ratio(lz.seconds, es)
-  eig["ratio_vs_pyhessian"] = _ratio(lz.seconds, ph)
+  eig.update(_compare_eigenvalues(lz, peers, (torch_model, tx, ty) if peers else None,
+                                  top_k, tol, eigsh_tol))
   out["eigenvalues"] = eig
 
   # One block's landscape (the preset's per-layer landscapes), the paper's filter-normalised
