@@ -11,7 +11,7 @@ import os
 
 from absl import app
 
-from transjax import cli, plotting, workdir_lock
+from transjax import cli, distributed, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, hessian, validate
@@ -45,7 +45,10 @@ def run(config, workdir: str) -> dict:
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     validate.notice_fewer_samples(batch, config)
-    op = hessian.HessianOperator(r.loss_fn, r.params, r.state, batch,
+    # Several processes: parameters in every one, the samples split over them.
+    params, state = distributed.for_all_processes((r.params, r.state))
+    op = hessian.HessianOperator(r.loss_fn, params, state,
+                                 distributed.split_over_processes(batch),
                                  mask=layers, bn_mode=config.bn_mode)
     if config.method == "lanczos":
       top = hessian.lanczos_top_k(op, config.top_k, tol=config.tol,
@@ -69,6 +72,8 @@ def run(config, workdir: str) -> dict:
     raise ValueError("config.checkpoints names no run folder.")
   # The contract's top-level keys are the first run's; every run is under "runs".
   out.update({k: v for k, v in out["runs"][0].items()})
+  if not distributed.is_writer():  # process 0 writes the files
+    return out
   plotting.eigenvalue_bars(os.path.join(workdir, "eigenvalues.png"),
                            {f"{i}: {os.path.basename(r['run'])} ({r['which']})": r["eigenvalues"]
                             for i, r in enumerate(out["runs"])})
@@ -79,7 +84,11 @@ def run(config, workdir: str) -> dict:
 def main(argv):
   del argv
   cli.setup_logging()
-  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  cli.run_or_exit(distributed.initialize)  # several processes when a role is given
+  with distributed.exit_at_once_on_failure():
+    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  if not distributed.is_writer():
+    return
   for r in out["runs"]:
     print(f"{r['run']}: top eigenvalues {[round(x, 4) for x in r['eigenvalues'][:5]]} ... "
           f"({r['hvp_count']} HVPs)")

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from transjax import cli, plotting, workdir_lock
+from transjax import cli, distributed, plotting, workdir_lock
 from transjax import config as config_lib
 from transjax import results as results_lib
 from transjax import runs as runs_lib
@@ -61,10 +61,13 @@ def run(config, workdir: str, layer: str | None = None, center: str | None = Non
                                      include_bias_bn=config.include_bias_bn,
                                      orthogonal=config.orthogonal)
   axis = landscape.paper_axis(config.resolution, config.eta)
+  # Several processes: parameters and directions in every one, the samples split over them.
+  params, state, dirs = distributed.for_all_processes((r.params, r.state, dirs))
   # Saved after every chunk: a killed run, started again on the same workdir, resumes.
   partial = os.path.join(workdir, "landscape_partial.npz")
   res = landscape.loss_landscape(
-      r.loss_fn, r.params, r.state, batch, dirs, [axis] * config.dims,
+      r.loss_fn, params, state, distributed.split_over_processes(batch), dirs,
+      [axis] * config.dims,
       chunk_size=config.chunk_size or None,
       memory_budget_bytes=int(config.memory_budget_mb * 2**20) or None,
       vectorize=config.vectorize, resume_path=partial, bn_mode=config.bn_mode)
@@ -72,6 +75,8 @@ def run(config, workdir: str, layer: str | None = None, center: str | None = Non
   out = {"config": config.to_dict(), "run": run_dir, "center": str(which),
          "layer": layer or "all", **res.to_dict(),
          "data": ds.provenance.describe(ds.name), "num_samples": len(batch["label"])}
+  if not distributed.is_writer():  # process 0 writes the files
+    return out
   title = f"{os.path.basename(run_dir)} {which} {layer or 'all'}"
   if config.dims == 2:
     plotting.contour_landscape(os.path.join(workdir, "landscape.png"), axis, axis, res.losses,
@@ -88,7 +93,12 @@ def run(config, workdir: str, layer: str | None = None, center: str | None = Non
 def main(argv):
   del argv
   cli.setup_logging()
-  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value, _FLAGS['layer'].value, _FLAGS['center'].value)
+  cli.run_or_exit(distributed.initialize)  # several processes when a role is given
+  with distributed.exit_at_once_on_failure():
+    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value,
+                          _FLAGS['layer'].value, _FLAGS['center'].value)
+  if not distributed.is_writer():
+    return
   losses = np.array([[np.nan if v is None else v for v in row] for row in out["losses"]]
                     if isinstance(out["losses"][0], list) else out["losses"], dtype=float)
   print(f"centre loss {out['center_loss']:.4f}; grid min {np.nanmin(losses):.4f} "

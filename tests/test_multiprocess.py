@@ -34,8 +34,8 @@ def _tiny_training_config(**overrides):
   from train_helpers import tiny_config  # pylint: disable=import-outside-toplevel
   # Four devices split a 32-example batch; no augmentation, so the batches (and the
   # numbers) do not depend on how the run is split.
-  return tiny_config(num_steps=8, log_every=4, eval_every=4, checkpoint_every=4,
-                     **overrides)
+  return tiny_config(**{"num_steps": 8, "log_every": 4, "eval_every": 4,
+                        "checkpoint_every": 4, **overrides})
 
 
 class _KillAt:
@@ -129,13 +129,21 @@ def _worker(task: str, outdir: str) -> None:
 def _launch(task: str, outdir, num_processes: int, devices: int,
             timeout: float = LAUNCH_TIMEOUT_S) -> tuple[int, str, float]:
   """(exit status, output, seconds) of `task` as `num_processes` x `devices`."""
-  env = dict(os.environ, PYTHONPATH=str(ROOT), TRANSJAX_INIT_TIMEOUT="30")
+  return _launch_command([WORKER, task, str(outdir)], num_processes, devices, timeout)
+
+
+def _launch_command(args: list[str], num_processes: int, devices: int,
+                    timeout: float = LAUNCH_TIMEOUT_S) -> tuple[int, str, float]:
+  """(exit status, output, seconds) of `python <args>` as `num_processes` x `devices`."""
+  # Compilation dominates these small runs (as in conftest.py for the tests themselves).
+  env = dict(os.environ, PYTHONPATH=str(ROOT), TRANSJAX_INIT_TIMEOUT="30",
+             JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   env.pop("XLA_FLAGS", None)  # the launcher sets the device count
   start = time.monotonic()
   out = subprocess.run(
       [sys.executable, "-m", "experiments.launch_local", f"--num_processes={num_processes}",
        f"--devices_per_process={devices}", f"--timeout={timeout}", "--",
-       sys.executable, WORKER, task, str(outdir)],
+       sys.executable, *args],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 30)
   text = out.stdout + out.stderr
   if out.returncode and ("cannot listen on" in text or "could not reach the coordinator"
@@ -207,6 +215,29 @@ def test_hessian_and_landscape_two_processes_equal_one(tmp_path):
   np.testing.assert_allclose(a["top"], b["top"], rtol=1e-4)
   np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-5)
   np.testing.assert_allclose(a["trace"], b["trace"], rtol=1e-4)
+
+
+def test_landscape_binary_two_processes_equals_one(tmp_path):
+  """The binary the issue saw fail (np.asarray of a cross-process array), end to end,
+  against its own `run` called in this (single) process."""
+  sys.path.insert(0, str(ROOT))
+  from configs import landscape as landscape_config  # pylint: disable=import-outside-toplevel
+  from experiments import landscape as landscape_binary  # pylint: disable=import-outside-toplevel
+  from transjax import train  # pylint: disable=import-outside-toplevel
+  run_dir = str(tmp_path / "run")
+  train.train(_tiny_training_config(num_steps=4), run_dir)
+  config = landscape_config.get_config("smoke")
+  config.checkpoints, config.resolution = run_dir, 5
+  one = landscape_binary.run(config, str(tmp_path / "one"))
+  status, text, _ = _launch_command(
+      ["-m", "experiments.landscape", "--config=configs/landscape.py:smoke",
+       f"--config.checkpoints={run_dir}", "--config.resolution=5",
+       f"--workdir={tmp_path / 'two'}"], 2, 2)
+  assert status == 0, text[-3000:]
+  assert text.count("centre loss") == 1, text[-2000:]  # printed by process 0 only
+  two = json.loads((tmp_path / "two" / "results.json").read_text())
+  np.testing.assert_allclose(np.asarray(two["losses"], float),
+                             np.asarray(one["losses"], float), rtol=1e-5)
 
 
 def test_a_killed_worker_stops_the_run_within_seconds(tmp_path):

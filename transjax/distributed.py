@@ -45,6 +45,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
+from transjax import sharding
+
 ENV_COORDINATOR = "TRANSJAX_COORDINATOR"
 ENV_NUM_PROCESSES = "TRANSJAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "TRANSJAX_PROCESS_ID"
@@ -340,6 +342,36 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
     return jax.device_put(tree, sharding)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
       sharding, np.asarray(x), np.shape(x)), tree)
+
+
+def for_all_processes(tree: Any) -> Any:
+  """A pytree every process holds in full (parameters, directions) as arrays replicated
+  over all processes' devices; unchanged in a single process. A jit that mixes them with
+  a batch split over processes refuses arrays committed to one local device."""
+  if jax.process_count() == 1:
+    return tree
+  return replicate(tree, sharding.data_mesh())
+
+
+def split_over_processes(batch: Mapping[str, Any]) -> Mapping[str, Any]:
+  """A batch every process holds in full (host arrays) as global arrays whose rows are
+  split over all processes' devices, each process keeping only its own rows; unchanged in
+  a single process.
+
+  Raises:
+    DistributedError: the rows cannot be split evenly over the devices (one line).
+  """
+  if jax.process_count() == 1:
+    return batch
+  mesh = sharding.data_mesh()
+  n = int(np.shape(batch["label"])[0])
+  if n % mesh.devices.size:
+    raise DistributedError(
+        f"{n} samples cannot be split over the {mesh.devices.size} devices of "
+        f"{jax.process_count()} processes; use a multiple of {mesh.devices.size}.")
+  split = NamedSharding(mesh, PartitionSpec("data"))
+  rows = local_rows(split, n)
+  return global_batch({k: np.asarray(v)[rows] for k, v in batch.items()}, split, n)
 
 
 # ------------------------------------------------------------------ agreement at start

@@ -324,7 +324,7 @@ def _fingerprint(params, state, batch, directions, coeffs) -> str:
     for leaf in jax.tree.leaves(tree):
       if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
         leaf = jax.random.key_data(leaf)
-      a = np.ascontiguousarray(np.asarray(leaf))
+      a = np.ascontiguousarray(distributed.to_numpy(leaf))  # a batch split over processes
       h.update(f"{a.shape}{a.dtype}".encode())
       h.update(a.tobytes())
   return h.hexdigest()
@@ -356,6 +356,8 @@ class _PartialGrid:
     return done
 
   def save(self, losses: np.ndarray) -> None:
+    if not distributed.is_writer():  # every process holds the same losses; one file
+      return
     tmp = self.path + ".tmp.npz"
     np.savez(tmp, fingerprint=np.asarray(self.fingerprint), losses=losses)
     os.replace(tmp, self.path)
