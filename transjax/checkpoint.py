@@ -215,6 +215,8 @@ class CheckpointStore:
         self._reopen()
         continue
       for bad, why in failures:
+        if jax.process_index() != 0:  # several processes: process 0 moves the folder
+          continue
         moved = set_aside(self.directory, bad)
         logging.warning("notice: checkpoint step %d of %s cannot be read (%s); moved it to %s "
                         "and resuming from step %d.", bad, os.path.dirname(self.directory),
