@@ -5,19 +5,17 @@ Usage:
 """
 
 from absl import app
-from absl import flags
-from ml_collections import config_flags
 
-from theory import sweep
+from theory import presets, sweep
 from transjax import cli, workdir_lock
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Theory config file with a preset, e.g. configs/theory.py:quick "
-    "(presets: smoke, quick, full).", lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder for results.json, report.md, figures and the per-(m, seed) "
-    "cache that lets a killed run resume. " + cli.LOCK_HELP)
-flags.mark_flags_as_required(["config", "workdir"])
+# The fields of theory's presets: a config file that sets another is refused in one line
+# with the close names, before any work.
+_CONFIG, _WORKDIR = cli.define_run_flags(
+    "Theory config file with a preset, e.g. configs/theory.py:quick (presets: smoke, quick, "
+    "full).",
+    "Output folder for results.json, report.md, figures and the per-(m, seed) cache that "
+    "lets a killed run resume.", fields=cli.preset_fields(presets.get_config))
 
 
 def main(argv):
