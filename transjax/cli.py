@@ -400,6 +400,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   `app.run(main, flags_parser=cli.parse_flags)`.
   """
   flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["debug"])
+  if any(a.split("=", 1)[0] in _HELP_FLAGS for a in argv[1:]):
+    _print_help(argv)
   debug = debug_enabled(argv)
   try:
     rest = flags.FLAGS(argv)
@@ -424,6 +426,35 @@ def parse_flags(argv: list[str]) -> list[str]:
   if problem:
     exit_with_user_error(problem)
   return rest
+
+
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def _print_help(argv: list[str]) -> None:
+  """absl's help (the flags), then each config file's presets and fields; exits 0."""
+  rest = [a for a in argv if not a.startswith("--config")]
+  try:
+    flags.FLAGS(rest)   # absl prints the help and exits (with 1)
+  except SystemExit:
+    pass
+  from transjax import config_help  # pylint: disable=import-outside-toplevel
+  configs = [(a.split("=", 1)[1] if "=" in a else "") for a in argv[1:]
+             if a.split("=", 1)[0] == "--config"]
+  if not configs:
+    flag = flags.FLAGS["config"] if "config" in flags.FLAGS else None
+    default = flag.default_as_str.strip("'\"") if flag is not None and flag.default_as_str else ""
+    configs = [default] if default and default != "None" else []
+  for arg in configs:
+    path, _, preset = arg.partition(":")
+    try:
+      print("\n" + config_help.describe(path, preset or None))
+    except Exception as e:  # pylint: disable=broad-except  # help must not fail
+      print(f"\n(config {arg}: {one_line(str(e))})")
+  if not configs and "config" in flags.FLAGS:
+    print("\nConfig fields: add --config=<file>:<preset> to --help to list a preset's "
+          "fields with their meaning, and the file's presets.")
+  raise SystemExit(0)
 
 
 def _validated(module):
