@@ -8,8 +8,10 @@ Each process gets TRANSJAX_COORDINATOR=127.0.0.1:<a free port>, TRANSJAX_NUM_PRO
 TRANSJAX_PROCESS_ID, and (with --devices_per_process) that many simulated CPU devices.
 The coordinator listens on the loopback interface only. Output lines are prefixed with
 the process id ("[p1] ..."). Fail-fast: when a process exits with an error (or is
-killed), the others are stopped at once and the launcher prints one line and exits with
-that process's status; --timeout bounds the whole run. No process is left behind: each
+killed), the others are killed at once (they could not finish a collective without it)
+and the launcher prints one line and exits with that process's status; --timeout and
+Ctrl-C send SIGTERM (training checkpoints at the current step), then SIGKILL after
+GRACE_S seconds. No process is left behind: each
 worker runs in its own process group, which is killed on every way out.
 """
 
@@ -82,9 +84,11 @@ def _describe(code: int) -> str:
   return f"exited with status {code}"
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-  """SIGTERM to every live worker's process group, SIGKILL after GRACE_S."""
-  for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
+def _stop(procs: list[subprocess.Popen], grace: float = GRACE_S) -> None:
+  """SIGTERM to every live worker's process group, SIGKILL after `grace` seconds (at once
+  when `grace` is 0)."""
+  steps = ((signal.SIGTERM, grace),) if grace > 0 else ()
+  for sig, wait in steps + ((signal.SIGKILL, 5.0),):
     live = [p for p in procs if p.poll() is None]
     for p in live:
       try:
@@ -130,7 +134,9 @@ def launch(command: list[str], num_processes: int, devices_per_process: int = 2,
       if failed:
         i, code = failed[0]
         others = sum(c is None for c in codes)
-        _stop(procs)
+        # SIGKILL at once: with a process gone the others can no longer finish a
+        # collective (not even the checkpoint a SIGTERM would make them write).
+        _stop(procs, grace=0)
         for t in pumps:
           t.join(timeout=1.0)
         print(f"launch_local: process {i} of {num_processes} {_describe(code)} after "

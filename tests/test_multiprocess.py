@@ -50,6 +50,7 @@ class _KillAt:
   def __call__(self, step, params, state):
     import jax  # pylint: disable=import-outside-toplevel
     if jax.process_index() == 1:
+      print(f"KILL_AT {time.time()}", flush=True)
       os.kill(os.getpid(), 9)
     return {}
 
@@ -242,12 +243,44 @@ def test_landscape_binary_two_processes_equals_one(tmp_path):
 
 def test_a_killed_worker_stops_the_run_within_seconds(tmp_path):
   status, text, seconds = _launch("train_kill", tmp_path, 2, 2)
+  ended = time.time()
   assert status == 137, text[-3000:]
+  killed_at = float(text.split("KILL_AT ")[1].split()[0])
+  assert ended - killed_at < 10, ended - killed_at  # measured here: about 1 s
   last = text.strip().splitlines()[-1]
   assert last.startswith("launch_local: process 1 of 2 was killed by SIGKILL"), last
   # From the kill: the launcher stops the other process at once (here the whole launch,
   # start-up and compilation included, is measured).
   assert seconds < 60, (seconds, text[-2000:])
+  assert not _still_running(str(tmp_path)), "a worker was left behind"
+
+
+def _still_running(marker: str) -> list[str]:
+  """Command lines of live processes that mention `marker` (read from /proc)."""
+  found = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      args = pathlib.Path("/proc", pid, "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+      continue
+    if marker.encode() in args and int(pid) != os.getpid():
+      found.append(args.decode(errors="replace"))
+  return found
+
+
+def test_the_launcher_timeout_stops_every_process(tmp_path):
+  marker = str(tmp_path / "sleeper")
+  start = time.monotonic()
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.launch_local", "--num_processes=2",
+       "--devices_per_process=0", "--timeout=2", "--", sys.executable, "-c",
+       "import time, sys; time.sleep(120)", marker],
+      cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert out.returncode == 124, out.stderr
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      "launch_local: the run passed --timeout=2 s; stopped all 2 processes."), out.stderr
+  assert time.monotonic() - start < 20
+  assert not _still_running(marker)
 
 
 def test_configs_that_differ_between_processes_are_one_line(tmp_path):
