@@ -130,7 +130,7 @@ class ConvBN(nnx.Module):
                          padding="SAME", use_bias=False,
                          feature_group_count=in_ch if depthwise else 1,
                          kernel_init=_depthwise_init if depthwise else _conv_init, rngs=rngs)
-    self.bn = nnx.BatchNorm(out_ch, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+    self.bn = ops.BatchNorm(out_ch, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     return self.bn(self.conv(x), use_running_average=not train)

@@ -52,7 +52,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from transjax.ops import affine, switch
+from transjax.ops import affine, batchnorm, switch
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -85,6 +85,54 @@ def depthwise_conv_shifted(lhs: jax.Array, rhs: jax.Array, window_strides: Seque
       term = window * rhs[i, j, 0]
       out = term if out is None else out + term
   return out
+
+
+def _depthwise_kernel_term(lhs: jax.Array, rhs_dot: jax.Array, window_strides, padding):
+  """`depthwise_conv_shifted(lhs, rhs_dot)` with the k*k kernel taps broadcast over the
+  output rows by one rank-1 matmul (`transjax.ops.batchnorm.rows_broadcast`), so that
+  its transpose, the kernel gradient, is one matmul `ones @ [window_t * g]_t` where the
+  broadcasts' own transposes are k*k column reductions, which XLA:CPU's kernels run
+  slowly (and with the input gradient's producers fused into each)."""
+  kh, kw = rhs_dot.shape[0], rhs_dot.shape[1]
+  sh, sw = window_strides
+  x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  n, hp, wp, c = x.shape
+  out_h, out_w = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  taps = batchnorm.rows_broadcast(rhs_dot.reshape(kh * kw * c), n * out_h * out_w)
+  taps = taps.reshape(n, out_h, out_w, kh * kw, c)
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      window = lax.slice(x, (0, i, j, 0), (n, i + (out_h - 1) * sh + 1,
+                                           j + (out_w - 1) * sw + 1, c), (1, sh, sw, 1))
+      term = window * taps[:, :, :, i * kw + j, :]
+      out = term if out is None else out + term
+  return out
+
+
+def depthwise_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                   padding: Sequence[tuple[int, int]]) -> jax.Array:
+  """`depthwise_conv_shifted` whose kernel gradient is a matmul: a `jax.custom_jvp` whose
+  tangent is the same (linear) convolution in the input and `_depthwise_kernel_term` in
+  the kernel, which JAX transposes into the input gradient (k*k padded products, one
+  elementwise loop) and one `ones @ products` matmul."""
+
+  @jax.custom_jvp
+  def conv(lhs, rhs):
+    return depthwise_conv_shifted(lhs, rhs, window_strides, padding)
+
+  @functools.partial(conv.defjvp, symbolic_zeros=True)
+  def _jvp(primals, tangents):
+    lhs, rhs = primals
+    lhs_dot, rhs_dot = tangents
+    terms = []
+    if not isinstance(lhs_dot, SymbolicZero):
+      terms.append(depthwise_conv_shifted(lhs_dot, rhs, window_strides, padding))
+    if not isinstance(rhs_dot, SymbolicZero):
+      terms.append(_depthwise_kernel_term(lhs, rhs_dot, window_strides, padding))
+    return conv(lhs, rhs), sum(terms[1:], terms[0])
+
+  return conv(lhs, rhs)
 
 
 _CONV_KWARGS = {"lhs_dilation", "rhs_dilation", "dimension_numbers", "feature_group_count",
@@ -284,7 +332,7 @@ def _conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> 
   """The convolution on CPU with the switch on (the caller checked)."""
   depthwise_padding = _depthwise_padding(lhs, rhs, window_strides, padding, kwargs)
   if depthwise_padding is not None:
-    return depthwise_conv_shifted(lhs, rhs, tuple(window_strides), depthwise_padding)
+    return depthwise_conv(lhs, rhs, tuple(window_strides), depthwise_padding)
   toeplitz = (_plain_stride1(lhs, rhs, window_strides, padding, kwargs)
               and toeplitz_fits(lhs, rhs, padding))
   if toeplitz:
