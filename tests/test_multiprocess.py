@@ -328,6 +328,16 @@ def test_an_unreachable_coordinator_is_one_line_within_the_timeout():
   assert time.monotonic() - start < 30
 
 
+def test_a_coordinator_port_in_use_is_one_line():
+  import socket  # pylint: disable=import-outside-toplevel
+  from transjax import distributed  # pylint: disable=import-outside-toplevel
+  with socket.create_server(("127.0.0.1", 0)) as busy:
+    port = busy.getsockname()[1]
+    role = distributed.Role(2, 0, f"127.0.0.1:{port}", "flags")
+    with pytest.raises(distributed.DistributedError, match="cannot listen on 127.0.0.1:"):
+      distributed.initialize(role, timeout_s=2)
+
+
 def test_a_batch_the_processes_cannot_share_is_refused():
   from transjax import distributed  # pylint: disable=import-outside-toplevel
   distributed.check_divides(32, num_processes=4)

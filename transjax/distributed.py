@@ -303,7 +303,7 @@ def check_divides(global_batch: int, what: str = "config.batch_size",
   if global_batch % n:
     raise DistributedError(
         f"{what} = {global_batch} cannot be split over {n} processes; use a multiple of "
-        f"{n} (or of the {jax.device_count()} devices).")
+        f"{n} (a multiple of the {jax.device_count()} devices splits over those too).")
 
 
 def local_rows(sharding: NamedSharding, global_rows: int) -> slice:

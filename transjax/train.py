@@ -286,13 +286,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   config_dict = results_lib.to_jsonable(config)
   # Every process of a multi-process run must train the same thing: checked before work.
   distributed.check_same_config(config_dict)
+  distributed.check_divides(config.batch_size)
   config_lib.check_run_folder_config(workdir, config_dict, ckpt.checkpoint_steps(workdir))
 
   data = data if data is not None else load_data(config)
   num_steps = num_train_steps(config, len(data.train))
   mesh = make_mesh(config.num_devices)
   n_dev = mesh.devices.size
-  distributed.check_divides(config.batch_size)
   if config.batch_size % n_dev:
     raise config_lib.ConfigError(
         f"config.batch_size = {config.batch_size} must be divisible by the {n_dev} devices.")
