@@ -184,8 +184,8 @@ def initialize(role: Role | None = None, *, timeout_s: int | None = None,
           "process (process 0 first is not required), check the address and port, or "
           f"raise {ENV_TIMEOUT}.") from None
     raise DistributedError(f"{who} could not join {where}: {first}") from None
-  if jax.process_index() != 0:  # progress lines once, from the process that writes files
-    logging.set_verbosity(logging.WARNING)
+  if jax.process_index() != 0:  # progress lines and notices once, from process 0
+    logging.set_verbosity(logging.ERROR)
   return Role(jax.process_count(), jax.process_index(), role.coordinator, role.source)
 
 
