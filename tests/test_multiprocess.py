@@ -328,6 +328,17 @@ def test_an_unreachable_coordinator_is_one_line_within_the_timeout():
   assert time.monotonic() - start < 30
 
 
+def test_a_slurm_job_of_several_tasks_is_detected(monkeypatch):
+  from transjax import distributed  # pylint: disable=import-outside-toplevel
+  for name, value in {"SLURM_JOB_ID": "77", "SLURM_STEP_NODELIST": "node[1-4]",
+                      "SLURM_NTASKS": "4", "SLURM_PROCID": "2", "SLURM_LOCALID": "0"}.items():
+    monkeypatch.setenv(name, value)
+  role = distributed.resolve_role(environ={})
+  assert (role.num_processes, role.source) == (4, "cluster:slurm"), role
+  monkeypatch.setenv("SLURM_NTASKS", "1")  # one task: a plain single process
+  assert not distributed.resolve_role(environ={}).multi
+
+
 def test_a_coordinator_port_in_use_is_one_line():
   import socket  # pylint: disable=import-outside-toplevel
   from transjax import distributed  # pylint: disable=import-outside-toplevel
