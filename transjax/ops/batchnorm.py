@@ -109,8 +109,10 @@ def _batch_norm(x2d, mean, var, scale, bias, epsilon):
     rstd_dot = -0.5 * rstd / (var + epsilon) * var_dot
     mul_dot = rstd_dot * scale + (zero if scale_dot is None else rstd * scale_dot)
     shift_dot = (zero if bias_dot is None else bias_dot) - mean_dot * mul - mean * mul_dot
-    both = rows_broadcast(jnp.concatenate([mul_dot, shift_dot]), rows)
-    y_dot = x2d * both[:, :c] + both[:, c:]
+    # Split, not sliced: the transpose is one concatenation [g*x, g], not two padded copies.
+    mul_rows, shift_rows = lax.split(rows_broadcast(jnp.concatenate([mul_dot, shift_dot]),
+                                                    rows), [c, c], axis=1)
+    y_dot = x2d * mul_rows + shift_rows
     if x_dot is not None:
       y_dot = y_dot + x_dot * mul
     y = x2d * mul + (bias - mean * mul)

@@ -99,13 +99,15 @@ def _depthwise_kernel_term(lhs: jax.Array, rhs_dot: jax.Array, window_strides, p
   n, hp, wp, c = x.shape
   out_h, out_w = (hp - kh) // sh + 1, (wp - kw) // sw + 1
   taps = batchnorm.rows_broadcast(rhs_dot.reshape(kh * kw * c), n * out_h * out_w)
-  taps = taps.reshape(n, out_h, out_w, kh * kw, c)
+  # Split, not sliced: a split's transpose is one concatenation, where k*k slices'
+  # transposes are k*k zero-padded copies summed (every element computed k*k times).
+  taps = [t.reshape(n, out_h, out_w, c) for t in lax.split(taps, [c] * (kh * kw), axis=1)]
   out = None
   for i in range(kh):
     for j in range(kw):
       window = lax.slice(x, (0, i, j, 0), (n, i + (out_h - 1) * sh + 1,
                                            j + (out_w - 1) * sw + 1, c), (1, sh, sw, 1))
-      term = window * taps[:, :, :, i * kw + j, :]
+      term = window * taps[i * kw + j]
       out = term if out is None else out + term
   return out
 
