@@ -11,8 +11,8 @@ the process id ("[p1] ..."). Fail-fast: when a process exits with an error (or i
 killed), the others are killed at once (they could not finish a collective without it)
 and the launcher prints one line and exits with that process's status; --timeout and
 Ctrl-C send SIGTERM (training checkpoints at the current step), then SIGKILL after
-GRACE_S seconds. No process is left behind: each
-worker runs in its own process group, which is killed on every way out.
+GRACE_S seconds. No process is left behind: each worker runs in its own process group,
+which is killed on every way out.
 """
 
 from __future__ import annotations
@@ -170,16 +170,37 @@ def launch(command: list[str], num_processes: int, devices_per_process: int = 2,
   return status
 
 
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """The launcher's own flags are those before `--`; what follows is the command, passed
+  on untouched (its own --help included). --help exits 0; a bad flag is one line."""
+  split = argv.index("--") if "--" in argv else len(argv)
+  own, command = argv[:split], argv[split + 1:]
+  if any(a.split("=", 1)[0] in _HELP_FLAGS for a in own[1:]):
+    try:
+      flags.FLAGS(own)  # absl prints the help and exits with 1
+    except SystemExit:
+      pass
+    raise SystemExit(0)
+  try:
+    rest = flags.FLAGS(own)
+  except flags.Error as e:
+    print(f"error: {e} (--help lists the flags)", file=sys.stderr)
+    raise SystemExit(2) from None
+  return rest + command
+
+
 def main(argv: list[str]) -> None:
   command = argv[1:]
-  if command and command[0] == "--":
-    command = command[1:]
   if not command:
-    raise app.UsageError("Give the command to run after --, e.g. "
-                         "launch_local --num_processes=2 -- python -m experiments.pretrain ...")
+    print("error: give the command to run after --, e.g. launch_local --num_processes=2 "
+          "-- python -m experiments.pretrain ... (--help lists the flags)", file=sys.stderr)
+    sys.exit(2)
   sys.exit(launch(command, _NUM_PROCESSES.value, _DEVICES.value, _TIMEOUT.value,
                   _INIT_TIMEOUT.value))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
