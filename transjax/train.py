@@ -194,10 +194,13 @@ def evaluate(eval_step: Callable, params, state, ds: Dataset, *, batch_size: int
   if max_examples and len(ds) > max_examples:
     ds = ds.replace(images=ds.images[:max_examples], labels=ds.labels[:max_examples])
   loss_sum = correct = 0.0
-  for batch in batching.eval_batches(ds, batch_size, mean=mean, std=std):
-    batch = _padded(batch, batch_size)
+  # Each process reads only its rows of every batch, padded to its share.
+  rows = slice(0, batch_size) if data_sharding is None else \
+      distributed.local_rows(data_sharding, batch_size)
+  for batch in batching.eval_batches(ds, batch_size, mean=mean, std=std, rows=rows):
+    batch = _padded(batch, rows.stop - rows.start)
     if data_sharding is not None:
-      batch = jax.device_put(batch, data_sharding)
+      batch = distributed.global_batch(batch, data_sharding, batch_size)
     l, c = eval_step(params, state, batch)
     loss_sum += float(l)
     correct += float(c)

@@ -128,13 +128,18 @@ def iterate(ds: Dataset, batch_size: int, seed: int, start_step: int = 0,
         step += 1
 
 
-def eval_batches(ds: Dataset, batch_size: int, *, mean=None,
-                 std=None) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(ds: Dataset, batch_size: int, *, mean=None, std=None,
+                 rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:
     """All examples in order, once; the last batch is smaller when N % batch_size != 0.
 
     A smaller last batch costs one extra jit compilation per dataset; callers that
-    care can pad it themselves. No mask is returned.
+    care can pad it themselves. No mask is returned. `rows`: only these rows of each
+    batch (one process's share, as in `iterate`); the last batch's share can be short
+    or empty.
     """
+    lo, hi = (0, batch_size) if rows is None else rows.indices(batch_size)[:2]
     for start in range(0, len(ds), batch_size):
-        yield {"image": prepare_images(ds.images[start:start + batch_size], mean, std),
-               "label": ds.labels[start:start + batch_size].astype(np.int32)}
+        end = min(start + hi, start + batch_size, len(ds))
+        part = slice(min(start + lo, end), end)
+        yield {"image": prepare_images(ds.images[part], mean, std),
+               "label": ds.labels[part].astype(np.int32)}
