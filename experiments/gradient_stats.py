@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags
 
-from transjax import cli, plotting, workdir_lock
+from transjax import cli, distributed, plotting, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, gradients, validate
@@ -43,10 +43,15 @@ def run(config, workdir: str, layer: str | None = None) -> dict:
     r = runs_lib.load_run(run_dir, config.which)
     batch = r.batch(config.split, config.num_samples, config.seed)
     validate.notice_fewer_samples(batch, config)
-    stats = gradients.gradient_stats(r.loss_fn, r.params, r.state, batch, layer,
+    # Several processes: parameters in every one, the samples split over them.
+    params, state = distributed.for_all_processes((r.params, r.state))
+    stats = gradients.gradient_stats(r.loss_fn, params, state,
+                                     distributed.split_over_processes(batch), layer,
                                      bins=config.bins, bn_mode=config.bn_mode)
     ds = r.train_data if config.split == "train" else r.test_data
     out["runs"][run_dir] = {**stats, "data": ds.provenance.describe(ds.name)}
+  if not distributed.is_writer():  # process 0 writes the files
+    return out
   short = {os.path.basename(k): v for k, v in out["runs"].items()}
   plotting.gradient_histogram(os.path.join(workdir, "gradient_histogram.png"),
                               {k: v["histogram"] for k, v in short.items()}, title=layer)
@@ -61,7 +66,11 @@ def run(config, workdir: str, layer: str | None = None) -> dict:
 def main(argv):
   del argv
   cli.setup_logging()
-  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value, _FLAGS['layer'].value)
+  cli.run_or_exit(distributed.initialize)  # several processes when a role is given
+  with distributed.exit_at_once_on_failure():
+    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value, _FLAGS['layer'].value)
+  if not distributed.is_writer():
+    return
   for name, r in out["runs"].items():
     print(f"{name}: {out['layer']} mean |grad| {r['histogram']['mean_abs']:.3g}; "
           f"per-layer scale {dict(zip(r['scale']['layers'], r['scale']['norms']))}")

@@ -13,7 +13,7 @@ import os
 
 from absl import app, logging
 
-from transjax import cli, plotting, progress, workdir_lock
+from transjax import cli, distributed, plotting, progress, workdir_lock
 from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, gradients, validate
@@ -60,8 +60,11 @@ def run(config, workdir: str) -> dict:
       validate.notice_fewer_samples(batch, config)
       ds = r.train_data if config.split == "train" else r.test_data
       data = ds.provenance.describe(ds.name)
+      # Several processes: parameters in every one, the samples split over them.
+      params, state = distributed.for_all_processes((r.params, r.state))
+      split = distributed.split_over_processes(batch)
       for p in protocols:
-        res = gradients.gradient_variation(r.loss_fn, r.params, r.state, batch, protocol=p,
+        res = gradients.gradient_variation(r.loss_fn, params, state, split, protocol=p,
                                            lr=config.lr, step_length=config.step_length,
                                            num_steps=config.num_steps,
                                            mask=layers, bn_mode=config.bn_mode)
@@ -73,6 +76,8 @@ def run(config, workdir: str) -> dict:
       logging.info("gradient_variation: %s step %d (%d/%d checkpoints), %s", run_dir, step,
                    eta.done, eta.total, eta.text())
     out["runs"][run_dir] = {"protocols": per, "data": data}
+  if not distributed.is_writer():  # process 0 writes the files
+    return out
   for p in protocols:
     plotting.gradient_variation_curves(
         os.path.join(workdir, f"gradient_variation_{p}.png"),
@@ -85,7 +90,11 @@ def run(config, workdir: str) -> dict:
 def main(argv):
   del argv
   cli.setup_logging()
-  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  cli.run_or_exit(distributed.initialize)  # several processes when a role is given
+  with distributed.exit_at_once_on_failure():
+    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  if not distributed.is_writer():
+    return
   for name, r in out["runs"].items():
     for p, v in r["protocols"].items():
       print(f"{name} [{p}]: max change by step {dict(zip(v['steps'], v['max_change']))}")
