@@ -134,9 +134,11 @@ def launch(command: list[str], num_processes: int, devices_per_process: int = 2,
       if failed:
         i, code = failed[0]
         others = sum(c is None for c in codes)
-        # SIGKILL at once: with a process gone the others can no longer finish a
-        # collective (not even the checkpoint a SIGTERM would make them write).
-        _stop(procs, grace=0)
+        # A worker that stopped on SIGTERM/SIGINT (status 128 + n) checkpointed with the
+        # others, which are finishing too: they get the grace. Any other failure: SIGKILL
+        # at once, as the others can no longer finish a collective without it.
+        interrupted = code in (128 + signal.SIGTERM, 128 + signal.SIGINT)
+        _stop(procs, grace=GRACE_S if interrupted else 0)
         for t in pumps:
           t.join(timeout=1.0)
         print(f"launch_local: process {i} of {num_processes} {_describe(code)} after "

@@ -55,11 +55,28 @@ class _KillAt:
     return {}
 
 
-def _worker_train(outdir: str, kill: bool = False) -> None:
-  from transjax import train  # pylint: disable=import-outside-toplevel
+class _TermAt:
+  """A training callback that sends SIGTERM to process 1 alone after `step` steps."""
+
+  def __init__(self, step: int):
+    self.step = step
+
+  def should_run(self, step: int) -> bool:
+    return step == self.step
+
+  def __call__(self, step, params, state):
+    import jax  # pylint: disable=import-outside-toplevel
+    if jax.process_index() == 1:
+      os.kill(os.getpid(), 15)
+    return {}
+
+
+def _worker_train(outdir: str, kill: bool = False, term: bool = False) -> None:
+  from transjax import cli, train  # pylint: disable=import-outside-toplevel
   config = _tiny_training_config()
-  callbacks = [_KillAt(2)] if kill else []
-  train.train(config, os.path.join(outdir, "run"), callbacks)
+  callbacks = [_KillAt(2)] if kill else [_TermAt(3)] if term else []
+  # As the binaries run it: a signal ends in one line and status 128 + signal.
+  cli.run_or_exit(train.train, config, os.path.join(outdir, "run"), callbacks)
 
 
 def _worker_mismatch(outdir: str) -> None:
@@ -120,6 +137,7 @@ def _worker(task: str, outdir: str) -> None:
   with distributed.exit_at_once_on_failure():
     {"train": lambda: _worker_train(outdir),
      "train_kill": lambda: _worker_train(outdir, kill=True),
+     "train_term": lambda: _worker_train(outdir, term=True),
      "mismatch": lambda: _worker_mismatch(outdir),
      "instruments": lambda: _worker_instruments(outdir)}[task]()
 
@@ -166,7 +184,8 @@ def _checkpoint(workdir, step: int) -> dict:
 
 def _metrics(workdir) -> list[dict]:
   lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
-  return [json.loads(line) for line in lines if line.strip()]
+  records = [json.loads(line) for line in lines if line.strip()]
+  return [r for r in records if set(r) != {"step"}]  # not the test callbacks' empty records
 
 
 def _assert_trees_close(a, b, rtol=2e-5, atol=2e-6):
@@ -204,6 +223,20 @@ def test_training_two_processes_equals_one_and_resumes_in_another_layout(tmp_pat
   assert json.loads((other / "run" / "results.json").read_text())["resumed_from_step"] == 4
   _assert_trees_close(_checkpoint(other / "run", 8), _checkpoint(one / "run", 8))
   _assert_metrics_close(_metrics(other / "run"), _metrics(one / "run"))
+
+
+def test_a_signal_to_one_process_stops_all_at_one_step_and_resumes(tmp_path):
+  one, two = tmp_path / "one", tmp_path / "two"
+  for d in (one, two):
+    d.mkdir()
+  _ok(_launch("train", one, 1, 1))
+  status, text, _ = _launch("train_term", two, 2, 2)
+  assert status == 143, text[-3000:]
+  assert text.count("interrupted: SIGTERM: checkpoint written at step 3") == 2, text[-3000:]
+  assert sorted(os.listdir(two / "run" / "checkpoints")) == ["3"]
+  _ok(_launch("train", two, 2, 2))  # resumed: the end of an uninterrupted run
+  _assert_trees_close(_checkpoint(two / "run", 8), _checkpoint(one / "run", 8))
+  _assert_metrics_close(_metrics(two / "run"), _metrics(one / "run"))
 
 
 def test_hessian_and_landscape_two_processes_equal_one(tmp_path):

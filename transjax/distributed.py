@@ -374,6 +374,22 @@ def split_over_processes(batch: Mapping[str, Any]) -> Mapping[str, Any]:
   return global_batch({k: np.asarray(v)[rows] for k, v in batch.items()}, split, n)
 
 
+def agreed_signal(signum: int | None) -> int | None:
+  """The signal some process has received (the lowest number when several), the same in
+  every process; None when none has. One process: `signum` itself.
+
+  Called once per training step, so that every process stops (and checkpoints) at the same
+  step even when the signal reached them at different moments: a checkpoint is written by
+  all of them together. Costs one small gather per step, only with several processes.
+  """
+  if jax.process_count() == 1:
+    return signum
+  everyone = np.asarray(multihost_utils.process_allgather(
+      np.asarray([signum or 0], np.int32))).ravel()
+  received = [int(s) for s in everyone if s]
+  return min(received) if received else None
+
+
 # ------------------------------------------------------------------ agreement at start
 
 

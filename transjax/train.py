@@ -83,10 +83,11 @@ def _interval_at(path: str, start: int) -> tuple[dict[str, float], int]:
 
 def _checkpoint_on_signal(store: ckpt.CheckpointStore, ts, step: int, start: int,
                           sums: dict[str, float], count: int, interval_path: str,
-                          workdir: str) -> None:
+                          workdir: str, signum: int | None = None) -> None:
   """Writes a checkpoint at `step` (where one is missing and the state is finite), then
-  raises `interrupts.Interrupted` saying where the run stands."""
-  signum = interrupts.pending()
+  raises `interrupts.Interrupted` saying where the run stands. `signum`: the signal the
+  processes agreed on (`distributed.agreed_signal`), by default this process's own."""
+  signum = signum or interrupts.pending()
   if int(ts["nonfinite_step"]) >= 0:
     where = (f"{workdir} stopped at step {step} without a checkpoint (the state is not "
              f"finite); run the same command again to resume from step {start}")
@@ -378,12 +379,16 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                                         start_step=start, num_steps=num_steps - start,
                                         augment=config.data.augment, mean=data.mean,
                                         std=data.std, rows=rows):
-      if interrupts.pending():  # `step` steps are done: the state is whole here
+      # `step` steps are done: the state is whole here. With several processes, one that
+      # got the signal stops them all at this step.
+      signum = distributed.agreed_signal(interrupts.pending())
+      if signum:
         for m in jax.device_get(pending):
           sums["loss"] += float(m["loss"])
           sums["accuracy"] += float(m["accuracy"])
           count += 1
-        _checkpoint_on_signal(store, ts, step, start, sums, count, interval_path, workdir)
+        _checkpoint_on_signal(store, ts, step, start, sums, count, interval_path, workdir,
+                              signum)
       ts, metrics = step_fn(ts, distributed.global_batch(batch, data_sharding,
                                                          config.batch_size))
       pending.append(metrics)
