@@ -36,15 +36,19 @@ _TRAIN_BATCH = flags.DEFINE_integer("train_batch_size", 128, "ResNet-50 training
 
 PAPER = {
     "train": ["--models=resnet50:224:3,lenet:28:1", "--steps=30", "--matmul_size=8192"],
-    "analysis_51": ["--resolution=51", "--num_samples=256", "--top_k=20", "--layer=conv2"],
-    "analysis_200": ["--resolution=200", "--num_samples=256", "--top_k=1", "--layer="],
+    # Lite0's section is the CPU comparison with PyTorch's Lite0 (benchmark_analysis --lite0).
+    "analysis_51": ["--resolution=51", "--num_samples=256", "--top_k=20", "--layer=conv2",
+                    "--nolite0"],
+    "analysis_200": ["--resolution=200", "--num_samples=256", "--top_k=1", "--layer=",
+                     "--nolite0"],
     "theory": ["--min_log2_m=10", "--max_log2_m=18", "--steps=50", "--numpy_steps=2",
                "--notime_quick_preset"],
 }
 SMOKE = {
     "train": ["--models=resnet_tiny:32:3,lenet:28:1", "--steps=2", "--matmul_size=256",
               "--batch_size=8"],
-    "analysis_51": ["--resolution=3", "--num_samples=8", "--top_k=2", "--layer=fc"],
+    "analysis_51": ["--resolution=3", "--num_samples=8", "--top_k=2", "--layer=fc", "--nolite0",
+                    "--train_steps=5"],
     "theory": ["--min_log2_m=6", "--max_log2_m=7", "--steps=2", "--numpy_steps=1",
                "--dim=5", "--num_samples=10", "--notime_quick_preset"],
 }
