@@ -32,17 +32,26 @@ from flax import nnx
 from transjax import cli, functional, ops, results
 from transjax.analysis import hessian, landscape
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding mnist/ (default: "
-                                "$TRANSJAX_DATA_DIR, then ../shared/data beside the repository).")
-_SAMPLES = flags.DEFINE_integer("num_samples", 256, "MNIST test images the instruments measure on.")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 100, "SGD steps (batch 64, lr 0.05) on MNIST's "
-                                    "training images before measuring.")
-_TOP_K = flags.DEFINE_integer("top_k", 3, "Number of top Hessian eigenvalues.")
-_PROBES = flags.DEFINE_integer("trace_probes", 20, "Hutchinson probes of the trace.")
-_RESOLUTION = flags.DEFINE_integer("resolution", 11, "Landscape grid side.")
-_OPS_CONV = flags.DEFINE_bool("ops_conv", True, "Build the convolutions as transjax.ops.Conv "
-                              "(CPU formulations) instead of nnx.Conv.")
-_OUTPUT = flags.DEFINE_string("output", "runs/example_own_model.json", "Where to write the JSON.")
+_FLAGS = {}
+
+
+def _define_flags():
+  """Defines the flags when run as a binary (importing the module defines none)."""
+  _FLAGS.update(
+      data_dir=flags.DEFINE_string("data_dir", None, "Folder holding mnist/ (default: "
+                                   "$TRANSJAX_DATA_DIR, then ../shared/data beside the "
+                                   "repository)."),
+      num_samples=flags.DEFINE_integer("num_samples", 256, "MNIST test images the instruments "
+                                       "measure on."),
+      train_steps=flags.DEFINE_integer("train_steps", 100, "SGD steps (batch 64, lr 0.05) on "
+                                       "MNIST's training images before measuring."),
+      top_k=flags.DEFINE_integer("top_k", 3, "Number of top Hessian eigenvalues."),
+      trace_probes=flags.DEFINE_integer("trace_probes", 20, "Hutchinson probes of the trace."),
+      resolution=flags.DEFINE_integer("resolution", 11, "Landscape grid side."),
+      ops_conv=flags.DEFINE_bool("ops_conv", True, "Build the convolutions as transjax.ops.Conv "
+                                 "(CPU formulations) instead of nnx.Conv."),
+      output=flags.DEFINE_string("output", "runs/example_own_model.json",
+                                 "Where to write the JSON."))
 
 # The two losses are the same function computed in the same order, up to XLA's fusion
 # choices: float32 rounding, far below any real difference.
@@ -137,9 +146,7 @@ def run(*, data_dir: str | None, num_samples: int, train_steps: int, top_k: int,
 def main(argv):
   del argv
   cli.setup_logging()
-  out = run(data_dir=_DATA_DIR.value, num_samples=_SAMPLES.value, train_steps=_TRAIN_STEPS.value,
-            top_k=_TOP_K.value, trace_probes=_PROBES.value, resolution=_RESOLUTION.value,
-            ops_conv=_OPS_CONV.value)
+  out = run(**{name: flag.value for name, flag in _FLAGS.items() if name != "output"})
   print(f"{out['model']}, {out['num_params']} parameters ({out['conv']}), trained "
         f"{out['train_steps']} steps (loss {out['final_train_loss']:.3f}), "
         f"{out['num_samples']} MNIST test images as an (images, labels) pair:")
@@ -149,9 +156,11 @@ def main(argv):
           f"({r['hvps']} HVPs), trace {r['trace']:.3f}, landscape "
           f"{r['landscape_min']:.3f}..{r['landscape_max']:.3f}, {r['seconds']:.1f} s")
   print("  the two losses agree.")
-  results.write_json(_OUTPUT.value, out)
-  print(f"-> {_OUTPUT.value}")
+  output = _FLAGS["output"].value
+  results.write_json(output, out)
+  print(f"-> {output}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)
