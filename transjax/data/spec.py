@@ -35,56 +35,56 @@ SPEC_KEYS: dict[str, str] = {
 
 
 def _as_dict(spec: Any) -> dict[str, Any]:
-    if hasattr(spec, "to_dict"):
-        spec = spec.to_dict()
-    if isinstance(spec, str):
-        return {"name": spec}
-    if not isinstance(spec, Mapping):
-        raise TypeError(f"A dataset spec is a dict or ConfigDict, got "
-                        f"{type(spec).__name__}: {spec!r}.")
-    return dict(spec)
+  if hasattr(spec, "to_dict"):
+    spec = spec.to_dict()
+  if isinstance(spec, str):
+    return {"name": spec}
+  if not isinstance(spec, Mapping):
+    raise TypeError(f"A dataset spec is a dict or ConfigDict, got "
+                    f"{type(spec).__name__}: {spec!r}.")
+  return dict(spec)
 
 
 def validate(spec: Any) -> None:
-    """Raises one clear error for unknown keys, dataset names or transforms."""
-    spec = _as_dict(spec)
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
-    if unknown:
-        raise ValueError(f"Unknown dataset spec keys {unknown}. Known keys: "
-                         + "; ".join(f"{k}: {v}" for k, v in SPEC_KEYS.items()) + ".")
-    if "name" not in spec or not spec["name"]:
-        raise ValueError(f"Dataset spec {spec!r} has no 'name'.")
-    sources.check_name(spec["name"])
-    transforms = spec.get("transforms") or ()
-    if isinstance(transforms, str):
-        raise ValueError(f"spec 'transforms' must be a sequence of strings, got the "
-                         f"string {transforms!r}; write ({transforms!r},).")
-    for t in transforms:
-        if not isinstance(t, str):
-            raise ValueError(f"Transform {t!r} in spec is not a string.")
-        transforms_lib.check_named(t)
+  """Raises one clear error for unknown keys, dataset names or transforms."""
+  spec = _as_dict(spec)
+  unknown = sorted(set(spec) - set(SPEC_KEYS))
+  if unknown:
+    raise ValueError(f"Unknown dataset spec keys {unknown}. Known keys: "
+                     + "; ".join(f"{k}: {v}" for k, v in SPEC_KEYS.items()) + ".")
+  if "name" not in spec or not spec["name"]:
+    raise ValueError(f"Dataset spec {spec!r} has no 'name'.")
+  sources.check_name(spec["name"])
+  transforms = spec.get("transforms") or ()
+  if isinstance(transforms, str):
+    raise ValueError(f"spec 'transforms' must be a sequence of strings, got the "
+                     f"string {transforms!r}; write ({transforms!r},).")
+  for t in transforms:
+    if not isinstance(t, str):
+      raise ValueError(f"Transform {t!r} in spec is not a string.")
+    transforms_lib.check_named(t)
 
 
 def build(spec: Any, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
-    """Loads `spec`'s dataset and applies its transforms in order.
+  """Loads `spec`'s dataset and applies its transforms in order.
 
-    Args:
-      spec: dict / ConfigDict with keys in `SPEC_KEYS` (or just a dataset name).
-      data_dir: local data folder used when the spec's own `data_dir` is unset; else
-        `$TRANSJAX_DATA_DIR`.
-      seed: seed of the seeded transforms, unless the spec sets `seed`.
-    """
-    validate(spec)
-    spec = _as_dict(spec)
-    image_size = spec.get("image_size")
-    ds = sources.load(
-        spec["name"], spec.get("split") or "train",
-        spec.get("data_dir") or data_dir,
-        tfds_data_dir=spec.get("tfds_data_dir"),
-        allow_download=bool(spec.get("allow_download", False)),
-        verify_checksums=bool(spec.get("verify_checksums", True)),
-        image_size=tuple(image_size) if image_size else None)
-    seed = spec["seed"] if spec.get("seed") is not None else seed
-    for t in spec.get("transforms") or ():
-        ds = transforms_lib.apply_named(ds, t, seed)
-    return ds
+  Args:
+    spec: dict / ConfigDict with keys in `SPEC_KEYS` (or just a dataset name).
+    data_dir: local data folder used when the spec's own `data_dir` is unset; else
+      `$TRANSJAX_DATA_DIR`.
+    seed: seed of the seeded transforms, unless the spec sets `seed`.
+  """
+  validate(spec)
+  spec = _as_dict(spec)
+  image_size = spec.get("image_size")
+  ds = sources.load(
+      spec["name"], spec.get("split") or "train",
+      spec.get("data_dir") or data_dir,
+      tfds_data_dir=spec.get("tfds_data_dir"),
+      allow_download=bool(spec.get("allow_download", False)),
+      verify_checksums=bool(spec.get("verify_checksums", True)),
+      image_size=tuple(image_size) if image_size else None)
+  seed = spec["seed"] if spec.get("seed") is not None else seed
+  for t in spec.get("transforms") or ():
+    ds = transforms_lib.apply_named(ds, t, seed)
+  return ds
