@@ -78,14 +78,14 @@ def _define_flags():
 def load_batch(n: int, data_dir: str | None, name: str = "mnist", split: str = "test", *,
                size: int | None = None, mean=None, std=None):
   """(batch, description): the first n images of a dataset on the [0, 1] scale (resized
-  to `size`, normalised by mean/std when given) when found, else synthetic noise."""
+  to `size`, normalised by mean/std when given) when found, else synthetic noise with a
+  notice naming the folder tried and how to give one."""
+  from transjax import data  # pylint: disable=import-outside-toplevel
   from transjax.data import transforms  # pylint: disable=import-outside-toplevel
-  for d in (data_dir, os.environ.get("TRANSJAX_DATA_DIR"),
-            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")):
-    if not d:
-      continue
+  d = data.find_data_dir(data_dir)
+  why = f"no data folder found ({data.sources.DATA_DIR_SEARCH})"
+  if d is not None:
     try:
-      from transjax import data  # pylint: disable=import-outside-toplevel
       ds = data.load(name, split, data_dir=d)
       ds = ds.with_transform(f"first {n}", images=ds.images[:n], labels=ds.labels[:n])
       if size is not None:
@@ -96,10 +96,10 @@ def load_batch(n: int, data_dir: str | None, name: str = "mnist", split: str = "
       return ({"image": jnp.asarray(images, jnp.float32), "label": jnp.asarray(ds.labels)},
               ds.provenance.describe(ds.name))
     except Exception as e:  # pylint: disable=broad-except
-      logging.info("%s not loaded from %s: %s", name, d, e)
-  logging.warning("notice: no %s %s file found (--data_dir, $TRANSJAX_DATA_DIR, "
-                  "../shared/data); timing on synthetic Gaussian images instead, recorded as "
-                  "such in the JSON.", name, split)
+      why = f"not loaded from {d}: {e}"
+  logging.warning("notice: %s %s %s. Timing on synthetic Gaussian images instead, recorded "
+                  "as such in the JSON; to time real images pass --data_dir=<folder holding "
+                  "%s/> or set TRANSJAX_DATA_DIR.", name, split, why, name)
   rng = np.random.default_rng(0)
   shape = (n, size or 28, size or 28, 1 if name in ("mnist", "fashion_mnist") else 3)
   return ({"image": jnp.asarray(rng.normal(size=shape), jnp.float32),

@@ -19,7 +19,6 @@ the numbers and writes them to `--output`. `--ops_conv` builds the convolutions 
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -83,10 +82,7 @@ def mnist_pair(split: str, n: int, data_dir: str | None) -> tuple[jax.Array, jax
   """The first n MNIST images of a split on the [0, 1] scale, as an (images, labels) pair."""
   from transjax import data  # pylint: disable=import-outside-toplevel
   from transjax.data import transforms  # pylint: disable=import-outside-toplevel
-  if data_dir is None and not os.environ.get("TRANSJAX_DATA_DIR"):
-    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
-    data_dir = beside if os.path.isdir(beside) else None
-  ds = data.load("mnist", split, data_dir=data_dir)
+  ds = data.load("mnist", split, data_dir=data.find_data_dir(data_dir))
   return (jnp.asarray(transforms.to_unit_float(ds.images[:n]), jnp.float32),
           jnp.asarray(ds.labels[:n]))
 

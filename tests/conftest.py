@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
 
@@ -14,12 +13,10 @@ if str(ROOT) not in sys.path:
 
 
 def find_data_dir() -> str | None:
-  """$TRANSJAX_DATA_DIR, else ../shared/data beside the repository, else None."""
-  env = os.environ.get("TRANSJAX_DATA_DIR")
-  if env and os.path.isdir(env):
-    return env
-  shared = ROOT.parent / "shared" / "data"
-  return str(shared) if shared.is_dir() else None
+  """$TRANSJAX_DATA_DIR, else ../shared/data beside the repository, else None (the same
+  fallback the binaries use: `transjax.data.find_data_dir`)."""
+  from transjax.data.sources import find_data_dir as find  # pylint: disable=import-outside-toplevel
+  return find()
 
 
 @pytest.fixture(scope="session")

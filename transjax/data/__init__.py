@@ -23,6 +23,7 @@ from transjax.data.sources import DatasetNotFoundError
 from transjax.data.sources import KNOWN_DATASETS
 from transjax.data.sources import UnknownDatasetError
 from transjax.data.sources import default_data_dir
+from transjax.data.sources import find_data_dir
 from transjax.data.sources import load
 from transjax.data.spec import build
 from transjax.data.spec import validate
@@ -46,7 +47,7 @@ __all__ = [
     "ChecksumError", "Dataset", "DatasetNotFoundError", "KNOWN_DATASETS", "Provenance",
     "UnknownDatasetError", "apply_named", "batch_at", "batching", "build",
     "channel_stats", "colour_of_upper_part_labels", "default_data_dir",
-    "epoch_permutation", "eval_batches", "idx", "iterate", "load", "normalize",
+    "epoch_permutation", "eval_batches", "find_data_dir", "idx", "iterate", "load", "normalize",
     "pad_to", "random_crop_flip", "resize", "select_classes", "sources", "spec",
     "split", "steps_per_epoch", "subset_per_class", "subset_total", "synthetic",
     "to_grey", "to_model_input", "to_rgb", "transforms", "upside_down", "validate",

@@ -71,6 +71,33 @@ def default_data_dir() -> str | None:
   return os.environ.get("TRANSJAX_DATA_DIR") or None
 
 
+# A checkout's data sits beside it (the layout of the shared workspace: <root>/<repo> and
+# <root>/shared/data); an installed package finds nothing there and relies on the first two.
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+DATA_DIR_SEARCH = ("--data_dir (or config data.data_dir), then $TRANSJAX_DATA_DIR, then "
+                   "../shared/data beside the repository")
+
+
+def find_data_dir(data_dir: str | None = None) -> str | None:
+  """The data folder a binary or test should read: the one given, else `$TRANSJAX_DATA_DIR`,
+  else ../shared/data beside the repository when it exists, else None.
+
+  Binaries and tests share this one fallback so a checkout finds its data without flags. A
+  folder that is given is returned even if missing (loading it then says what is missing
+  where); a `$TRANSJAX_DATA_DIR` that is not a folder is skipped with a notice.
+  """
+  if data_dir:
+    return str(data_dir)
+  env = default_data_dir()
+  if env and Path(env).expanduser().is_dir():
+    return env
+  if env:
+    logging.warning("notice: TRANSJAX_DATA_DIR=%s is not a folder; ignored (set it to the "
+                    "folder holding mnist/, cifar10/, ...).", env)
+  return str(SHARED_DATA_DIR) if SHARED_DATA_DIR.is_dir() else None
+
+
 def base_name(name: str) -> str:
   """"synthetic(seed=1)" -> "synthetic"; "tfds:foo" -> "tfds:foo"; else `name`."""
   if name.startswith("folder:"):
