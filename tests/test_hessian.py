@@ -101,10 +101,10 @@ def _reference_lanczos(op, v0, max_steps, key, stop=None):
   q = v0 / jnp.linalg.norm(v0)
   steps = 0
   for j in range(max_steps):
-    basis = hessian._set_row(basis, j, q)
+    basis = hessian.basis._set_row(basis, j, q)
     w = op.matvec(q)
     alpha = float(jnp.vdot(w, q))
-    w = hessian._orthogonalize(basis, w, j + 1)
+    w = hessian.basis._orthogonalize(basis, w, j + 1)
     beta = float(jnp.linalg.norm(w))
     alphas[j], betas[j] = alpha, beta
     steps = j + 1
@@ -115,7 +115,8 @@ def _reference_lanczos(op, v0, max_steps, key, stop=None):
     scale = max(np.max(np.abs(alphas[:steps])), 1e-30)
     if beta <= 1e-10 * scale:  # invariant subspace: restart orthogonally, T splits
       key, sub = jax.random.split(key)
-      w = hessian._orthogonalize(basis, hessian._random_unit(sub, op.dim, op.dtype), j + 1)
+      w = hessian.basis._orthogonalize(
+          basis, hessian.basis._random_unit(sub, op.dim, op.dtype), j + 1)
       betas[j] = 0.0
       q = w / jnp.linalg.norm(w)
     else:
@@ -134,7 +135,7 @@ def test_in_place_lanczos_equals_reference_loop_and_eigh(rank):
     op = hessian.DenseOperator(q @ np.diag(eig) @ q.T)
     v0 = jnp.asarray(rng.normal(size=60))
     ref = _reference_lanczos(op, v0, 40, jax.random.key(0))
-    fast = hessian._lanczos_fast(op, v0, 40, jax.random.key(0), None)
+    fast = hessian.lanczos._lanczos_fast(op, v0, 40, jax.random.key(0), None)
     res = hessian.lanczos_top_k(op, 6, tol=1e-10, return_vectors=True)
   for a, b in zip(ref[:3], fast[:3]):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-9)
@@ -182,7 +183,7 @@ def test_a_basis_that_does_not_fit_is_refused_before_any_hvp(monkeypatch):
   the memory is refused with the steps that fit, before the first product."""
   with jax.enable_x64(True):
     op = hessian.DenseOperator(np.eye(60))
-    monkeypatch.setattr(hessian.memory, "available_bytes", lambda: (10_000, "test memory"))
+    monkeypatch.setattr(hessian.basis.memory, "available_bytes", lambda: (10_000, "test memory"))
     with pytest.raises(hessian.BasisTooLargeError,
                        match=r"lanczos top-5: the Krylov basis of 60 steps x 60 parameters "
                              r"\(float64\) needs 28.1 KiB, more than 50% of the 9.8 KiB of "
@@ -236,5 +237,5 @@ def test_auto_reuse_primal_stays_within_the_residual_budget(monkeypatch):
            "label": jnp.asarray(rng.integers(0, 10, 8))}
   loss_fn = functional.make_loss_fn(g)
   assert hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal
-  monkeypatch.setattr(hessian, "residual_budget_bytes", lambda: 1000)
+  monkeypatch.setattr(hessian.operator, "residual_budget_bytes", lambda: 1000)
   assert not hessian.HessianOperator(loss_fn, p, s, batch).reuse_primal
