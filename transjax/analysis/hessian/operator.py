@@ -35,10 +35,6 @@ def _as_batches(batches: Any) -> list[Mapping[str, Any]]:
   return out
 
 
-def _batch_size(batch: Mapping[str, Any]) -> int:
-  return functional.batch_size(batch)
-
-
 def make_hvp(loss_fn: Callable) -> Callable:
   """Returns jitted `hvp(sub, params, state, batch, v) -> H v` (same structure as `sub`).
 
@@ -106,7 +102,7 @@ class HessianOperator:
     self.flat0, self.unravel = ravel_pytree(self.sub)
     self.dim = int(self.flat0.size)
     self.dtype = self.flat0.dtype
-    sizes = np.array([_batch_size(b) for b in self.batches], np.float64)
+    sizes = np.array([functional.batch_size(b) for b in self.batches], np.float64)
     self.weights = sizes / sizes.sum()
     self.num_samples = int(sizes.sum())
     self.hvp_count = 0
