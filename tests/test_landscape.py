@@ -128,11 +128,11 @@ def test_nan_losses_are_reported_and_the_rest_kept(problem):
 def test_the_memory_estimate_is_computed_once_per_loss_and_shapes(problem, monkeypatch):
   loss_fn, p, s, batch = problem
   dirs = landscape.random_directions(jax.random.key(3), p, 2)
-  want = landscape._estimate_bytes_per_point(loss_fn, p, s, batch, dirs)
-  landscape._estimate_for_shapes.cache_clear()
+  want = landscape.chunks._estimate_bytes_per_point(loss_fn, p, s, batch, dirs)
+  landscape.chunks._estimate_for_shapes.cache_clear()
   calls = []
-  real = landscape._estimate_bytes_per_point
-  monkeypatch.setattr(landscape, "_estimate_bytes_per_point",
+  real = landscape.chunks._estimate_bytes_per_point
+  monkeypatch.setattr(landscape.chunks, "_estimate_bytes_per_point",
                       lambda *a: calls.append(1) or real(*a))
   assert landscape.estimate_bytes_per_point(loss_fn, p, s, batch, dirs) == want
   other = jax.tree.map(lambda x: 2 * x, p)  # other values, same shapes
@@ -150,7 +150,7 @@ def test_an_interrupted_grid_resumes_after_its_last_finished_chunk(problem, tmp_
   axis = landscape.paper_axis(5, 0.05)
   path = str(tmp_path / "partial.npz")
   whole = landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4)
-  real = landscape._batched_point_fn
+  real = landscape.points._batched_point_fn
   calls = []
 
   def counting(limit):
@@ -164,12 +164,12 @@ def test_an_interrupted_grid_resumes_after_its_last_finished_chunk(problem, tmp_
       return call
     return get
 
-  monkeypatch.setattr(landscape, "_batched_point_fn", counting(3))
+  monkeypatch.setattr(landscape.points, "_batched_point_fn", counting(3))
   with pytest.raises(KeyboardInterrupt):  # killed during the 4th of 7 chunks
     landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4,
                              resume_path=path)
   calls.clear()
-  monkeypatch.setattr(landscape, "_batched_point_fn", counting(None))
+  monkeypatch.setattr(landscape.points, "_batched_point_fn", counting(None))
   resumed = landscape.loss_landscape(loss_fn, p, s, batch, dirs, [axis, axis], chunk_size=4,
                                      resume_path=path)
   assert resumed.plan.resumed_points == 12 and len(calls) == 4

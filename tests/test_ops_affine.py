@@ -92,7 +92,7 @@ def test_lenet_grid_takes_conv1_once_for_all_points():
   batch = {"image": jnp.asarray(rng.normal(size=(4, 28, 28, 1)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, 4))}
   dirs = landscape.random_directions(jax.random.key(0), p, 2)
-  f = landscape._point_fn(loss_fn, landscape.moving_leaves(dirs))  # pylint: disable=protected-access
+  f = landscape.points._point_fn(loss_fn, landscape.moving_leaves(dirs))  # pylint: disable=protected-access
   coeffs = jnp.asarray(rng.normal(size=(7, 2)) * 0.1, jnp.float32)
   text = str(jax.make_jaxpr(jax.vmap(f, in_axes=(None, None, None, None, 0)))(
       p, s, batch, dirs, coeffs))
@@ -115,7 +115,7 @@ def test_grouped_cpu_chunk_computes_the_shared_conv1_once():
   batch = {"image": jnp.asarray(rng.normal(size=(4, 28, 28, 1)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, 4))}
   dirs = landscape.random_directions(jax.random.key(0), p, 2)
-  chunk = landscape._batched_point_fn(  # pylint: disable=protected-access
+  chunk = landscape.points._batched_point_fn(  # pylint: disable=protected-access
       loss_fn, landscape.moving_leaves(dirs), "vmap")
   coeffs = jnp.asarray(rng.normal(size=(2 * landscape.CPU_VMAP_WIDTH, 2)) * 0.1, jnp.float32)
   hlo = chunk.lower(p, s, batch, dirs, coeffs).compile().as_text()
@@ -123,6 +123,6 @@ def test_grouped_cpu_chunk_computes_the_shared_conv1_once():
   entry = entry[:entry.index("\n}")]
   assert " while(" in entry  # the loop over groups
   assert "f32[3136,18]" in entry  # 4*28*28 positions x 3*6 outputs, outside the loop
-  one = jax.jit(landscape._point_fn(loss_fn))  # pylint: disable=protected-access
+  one = jax.jit(landscape.points._point_fn(loss_fn))  # pylint: disable=protected-access
   want = np.array([one(p, s, batch, dirs, c) for c in coeffs])
   np.testing.assert_allclose(chunk(p, s, batch, dirs, coeffs), want, rtol=1e-5)
