@@ -28,11 +28,13 @@ from absl import app, flags
 
 from transjax import cli
 
-_OUTPUT = flags.DEFINE_string("output", "runs/benchmark_gpu.json", "Where to write the JSON.")
-_SMOKE = flags.DEFINE_bool("smoke", False, "Tiny sizes: checks the script runs (CPU, ~1 min).")
-_PEERS = flags.DEFINE_bool("peers", False, "Also time the PyTorch CPU peers.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "MNIST folder for the analysis benchmark.")
-_TRAIN_BATCH = flags.DEFINE_integer("train_batch_size", 128, "ResNet-50 training batch size.")
+_FLAGS = cli.BinaryFlags(lambda: dict(
+    output=flags.DEFINE_string("output", "runs/benchmark_gpu.json", "Where to write the JSON."),
+    smoke=flags.DEFINE_bool("smoke", False, "Tiny sizes: checks the script runs (CPU, ~1 min)."),
+    peers=flags.DEFINE_bool("peers", False, "Also time the PyTorch CPU peers."),
+    data_dir=flags.DEFINE_string("data_dir", None, "MNIST folder for the analysis benchmark."),
+    train_batch_size=flags.DEFINE_integer("train_batch_size", 128,
+                                          "ResNet-50 training batch size.")))
 
 PAPER = {
     "train": ["--models=resnet50:224:3,lenet:28:1", "--steps=30", "--matmul_size=8192"],
@@ -99,12 +101,14 @@ def run_all(output: str, smoke: bool, peers: bool, data_dir: str | None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  out = run_all(_OUTPUT.value, _SMOKE.value, _PEERS.value, _DATA_DIR.value, _TRAIN_BATCH.value)
+  out = run_all(_FLAGS.output, _FLAGS.smoke, _FLAGS.peers, _FLAGS.data_dir,
+                _FLAGS.train_batch_size)
   failed = [n for n, e in out["benchmarks"].items() if e["returncode"] != 0]
-  print(f"-> {_OUTPUT.value}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+  print(f"-> {_FLAGS.output}" + (f"; failed: {', '.join(failed)}" if failed else ""))
   if failed:
     sys.exit(1)
 
 
 if __name__ == "__main__":
+  _FLAGS.define()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)

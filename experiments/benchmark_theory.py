@@ -24,20 +24,22 @@ from theory import presets as theory_config
 from theory import sweep, twolayer
 from transjax import cli, results
 
-_MIN_LOG2_M = flags.DEFINE_integer("min_log2_m", 10, "Smallest width, as log2 m.")
-_MAX_LOG2_M = flags.DEFINE_integer("max_log2_m", 16, "Largest width, as log2 m (<= 17 fits "
-                                   "in memory with the defaults).")
-_DIM = flags.DEFINE_integer("dim", 50, "Input dimension d of the benchmark problem.")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 200, "Number of training points n.")
-_STEPS = flags.DEFINE_integer("steps", 50, "GD steps timed per width and round (after a "
-                              "warm-up).")
-_NUMPY_STEPS = flags.DEFINE_integer("numpy_steps", 5, "Numpy baseline steps timed per width "
-                                    "and round.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds per width (JAX, then "
-                               "NumPy); the best of each is reported.")
-_QUICK = flags.DEFINE_bool("time_quick_preset", True, "Also time the quick preset end to end "
-                           "(into a fresh temporary workdir).")
-_OUTPUT = flags.DEFINE_string("output", "runs/benchmark_theory.json", "Where to write the JSON.")
+_FLAGS = cli.BinaryFlags(lambda: dict(
+    min_log2_m=flags.DEFINE_integer("min_log2_m", 10, "Smallest width, as log2 m."),
+    max_log2_m=flags.DEFINE_integer("max_log2_m", 16, "Largest width, as log2 m (<= 17 fits "
+                                    "in memory with the defaults)."),
+    dim=flags.DEFINE_integer("dim", 50, "Input dimension d of the benchmark problem."),
+    num_samples=flags.DEFINE_integer("num_samples", 200, "Number of training points n."),
+    steps=flags.DEFINE_integer("steps", 50, "GD steps timed per width and round (after a "
+                               "warm-up)."),
+    numpy_steps=flags.DEFINE_integer("numpy_steps", 5, "Numpy baseline steps timed per width "
+                                     "and round."),
+    rounds=flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds per width (JAX, then "
+                                "NumPy); the best of each is reported."),
+    time_quick_preset=flags.DEFINE_bool("time_quick_preset", True, "Also time the quick "
+                                        "preset end to end (into a fresh temporary workdir)."),
+    output=flags.DEFINE_string("output", "runs/benchmark_theory.json",
+                               "Where to write the JSON.")))
 
 
 def _peak_rss_bytes() -> int:
@@ -51,22 +53,22 @@ def _numpy_step(w, signs, x, y, eta):
 
 
 def _bench_width(width: int, x: np.ndarray, y: np.ndarray) -> dict:
-  """Both GD loops timed in `_ROUNDS` interleaved rounds (JAX `--steps`, NumPy
+  """Both GD loops timed in `--rounds` interleaved rounds (JAX `--steps`, NumPy
   `--numpy_steps` steps each), so both see the same machine; the best round of each."""
   network = twolayer.init_network(0, width, x.shape[1], 0.02)
   # tol = 0 so GD runs exactly the requested number of steps.
   twolayer.train(network, network.w_init, x, y, 0.1, 0.0, 2, record_steps=[2])  # compile
   w = _numpy_step(network.w_init.copy(), network.signs, x, y, 0.1)  # first-touch of the buffers
   jax_rates, numpy_rates = [], []
-  for _ in range(_ROUNDS.value):
+  for _ in range(_FLAGS.rounds):
     start = time.perf_counter()
-    twolayer.train(network, network.w_init, x, y, 0.1, 0.0, _STEPS.value,
-                   record_steps=[_STEPS.value])
-    jax_rates.append(_STEPS.value / (time.perf_counter() - start))
+    twolayer.train(network, network.w_init, x, y, 0.1, 0.0, _FLAGS.steps,
+                   record_steps=[_FLAGS.steps])
+    jax_rates.append(_FLAGS.steps / (time.perf_counter() - start))
     start = time.perf_counter()
-    for _ in range(_NUMPY_STEPS.value):
+    for _ in range(_FLAGS.numpy_steps):
       w = _numpy_step(w, network.signs, x, y, 0.1)
-    numpy_rates.append(_NUMPY_STEPS.value / (time.perf_counter() - start))
+    numpy_rates.append(_FLAGS.numpy_steps / (time.perf_counter() - start))
   jax_rate, numpy_rate = max(jax_rates), max(numpy_rates)
   return {"m": width, "jax_steps_per_s": jax_rate, "numpy_steps_per_s": numpy_rate,
           "speedup": jax_rate / numpy_rate, "rounds": {"jax": jax_rates, "numpy": numpy_rates},
@@ -78,30 +80,31 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   rng = np.random.default_rng(0)
-  x = rng.standard_normal((_NUM_SAMPLES.value, _DIM.value))
+  x = rng.standard_normal((_FLAGS.num_samples, _FLAGS.dim))
   x /= np.linalg.norm(x, axis=1, keepdims=True)
   y = np.tanh(2 * x[:, 0])
   rows = []
-  for log2_width in range(_MIN_LOG2_M.value, _MAX_LOG2_M.value + 1):
+  for log2_width in range(_FLAGS.min_log2_m, _FLAGS.max_log2_m + 1):
     rows.append(_bench_width(2**log2_width, x, y))
     logging.info("m=2^%d done: %.1f steps/s", log2_width, rows[-1]["jax_steps_per_s"])
-  print(f"GD on n={_NUM_SAMPLES.value}, d={_DIM.value}, float64")
+  print(f"GD on n={_FLAGS.num_samples}, d={_FLAGS.dim}, float64")
   print(f"{'m':>8} {'jax steps/s':>12} {'numpy steps/s':>14} {'speedup':>8} "
         f"{'peak RSS GiB':>13} {'estimate GiB':>13}")
   for row in rows:
     print(f"{row['m']:>8} {row['jax_steps_per_s']:>12.1f} {row['numpy_steps_per_s']:>14.1f} "
           f"{row['speedup']:>8.2f} {row['peak_rss_gib']:>13.3f} {row['estimated_gib']:>13.3f}")
-  result = {"n": _NUM_SAMPLES.value, "d": _DIM.value, "widths": rows}
-  if _QUICK.value:
+  result = {"n": _FLAGS.num_samples, "d": _FLAGS.dim, "widths": rows}
+  if _FLAGS.time_quick_preset:
     with tempfile.TemporaryDirectory() as workdir:
       start = time.perf_counter()
       sweep.run(theory_config.get_config("quick"), workdir)
       result["quick_preset_wall_s"] = time.perf_counter() - start
     print(f"quick preset wall time: {result['quick_preset_wall_s']:.1f} s")
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  results.write_json(_OUTPUT.value, {**result, **results.run_metadata()})
-  print(f"wrote {_OUTPUT.value}")
+  os.makedirs(os.path.dirname(os.path.abspath(_FLAGS.output)), exist_ok=True)
+  results.write_json(_FLAGS.output, {**result, **results.run_metadata()})
+  print(f"wrote {_FLAGS.output}")
 
 
 if __name__ == "__main__":
+  _FLAGS.define()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)

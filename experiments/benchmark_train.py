@@ -32,20 +32,25 @@ from transjax import cli, functional, optim, results, train
 from transjax.config import training_defaults
 from transjax.models import build_model
 
-_OUTPUT = flags.DEFINE_string("output", "runs/benchmark_train.json", "Where to write the JSON.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Training batch size of a model given without "
-                               "one.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per model and round (after 3 warm-up "
-                              "steps).")
-_ROUNDS = flags.DEFINE_integer("rounds", 5, "Timing rounds; in each, transjax's and PyTorch's "
-                               "steps take turns. The best round of each is reported.")
-_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul baseline.")
-_MODELS = flags.DEFINE_list("models", ["lenet:28:1", "resnet_tiny:32:3",
-                                      "efficientnet_lite0:64:3:32", "efficientnet_lite0:96:3:64"],
-                            "Models as name:input_size:channels[:batch_size] (resnet18/resnet50 "
-                            "work too; without a batch size, --batch_size).")
-_PEERS = flags.DEFINE_bool("peers", True, "Time PyTorch's LeNet and EfficientNet-Lite0 steps "
-                           "too (needs torch).")
+_FLAGS = cli.BinaryFlags(lambda: dict(
+    output=flags.DEFINE_string("output", "runs/benchmark_train.json",
+                               "Where to write the JSON."),
+    batch_size=flags.DEFINE_integer("batch_size", 64, "Training batch size of a model given "
+                                    "without one."),
+    steps=flags.DEFINE_integer("steps", 30, "Timed steps per model and round (after 3 warm-up "
+                               "steps)."),
+    rounds=flags.DEFINE_integer("rounds", 5, "Timing rounds; in each, transjax's and "
+                                "PyTorch's steps take turns. The best round of each is "
+                                "reported."),
+    matmul_size=flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul "
+                                     "baseline."),
+    models=flags.DEFINE_list("models", ["lenet:28:1", "resnet_tiny:32:3",
+                                        "efficientnet_lite0:64:3:32",
+                                        "efficientnet_lite0:96:3:64"],
+                             "Models as name:input_size:channels[:batch_size] (resnet18/"
+                             "resnet50 work too; without a batch size, --batch_size)."),
+    peers=flags.DEFINE_bool("peers", True, "Time PyTorch's LeNet and EfficientNet-Lite0 steps "
+                            "too (needs torch).")))
 TORCH_PEERS = ("lenet", "efficientnet_lite0")
 
 
@@ -111,7 +116,7 @@ def compiled_step(name: str, size: int, channels: int, batch_size: int):
 def torch_peer_step(name: str, size: int, channels: int, start, steps: int):
   """(PyTorch's step of the same model from the same weights, or None; what the JSON
   records of the peer)."""
-  if not _PEERS.value:
+  if not _FLAGS.peers:
     return None, {"measured": False, "reason": "--nopeers"}
   import importlib.util  # pylint: disable=import-outside-toplevel
   if importlib.util.find_spec("torch") is None:
@@ -139,7 +144,7 @@ def step_throughput(name: str, size: int, channels: int, batch_size: int, steps:
                            if name in TORCH_PEERS else (None, None))
   if torch_step is not None:
     fns["torch"] = torch_step
-  times = _rounds(fns, steps, _ROUNDS.value)
+  times = _rounds(fns, steps, _FLAGS.rounds)
   seconds = min(times["transjax"])
   row = {"model": name, "input": f"{size}x{size}x{channels}", "batch_size": batch_size,
          "step_ms": 1e3 * seconds, "images_per_s": batch_size / seconds,
@@ -160,15 +165,15 @@ def step_throughput(name: str, size: int, channels: int, batch_size: int, steps:
 def main(argv):
   del argv
   cli.setup_logging()
-  ceiling = matmul_flops_per_s(_MATMUL.value)
+  ceiling = matmul_flops_per_s(_FLAGS.matmul_size)
   rows = []
-  for spec in _MODELS.value:
+  for spec in _FLAGS.models:
     parts = spec.split(":")
     if len(parts) not in (3, 4):
       raise ValueError(f"--models entry {spec!r} is not name:input_size:channels[:batch_size].")
     name, size, channels = parts[0], int(parts[1]), int(parts[2])
-    batch_size = int(parts[3]) if len(parts) == 4 else _BATCH.value
-    row = step_throughput(name, size, channels, batch_size, _STEPS.value)
+    batch_size = int(parts[3]) if len(parts) == 4 else _FLAGS.batch_size
+    row = step_throughput(name, size, channels, batch_size, _FLAGS.steps)
     row["fraction_of_matmul"] = row["flops_per_s"] / ceiling
     rows.append(row)
   for r in rows:
@@ -177,7 +182,7 @@ def main(argv):
       print(f"{r['model']} {r['input']} batch {r['batch_size']}: PyTorch " + (f"{t['images_per_s']:.0f} images/s ({t['threads']} threads)"
             f" -> transjax/PyTorch {r['ratio_vs_torch']:.2f}x (goal >= 1x)" if t.get("measured")
             else f"not measured ({t['reason']})"))
-  print(f"matmul {_MATMUL.value}^2 float32 baseline: {ceiling / 1e9:.1f} GFLOP/s "
+  print(f"matmul {_FLAGS.matmul_size}^2 float32 baseline: {ceiling / 1e9:.1f} GFLOP/s "
         f"on {jax.devices()[0].platform} x{jax.device_count()}")
   print(f"{'model':<20}{'input':<10}{'batch':>6}{'compile s':>10}{'ms/step':>10}{'images/s':>11}"
         f"{'GFLOP/step':>12}{'GFLOP/s':>10}{'of matmul':>11}")
@@ -186,13 +191,14 @@ def main(argv):
           f"{r['step_ms']:>10.2f}"
           f"{r['images_per_s']:>11.0f}{r['flops_per_step'] / 1e9:>12.3f}"
           f"{r['flops_per_s'] / 1e9:>10.2f}{100 * r['fraction_of_matmul']:>10.1f}%")
-  out = {"matmul_size": _MATMUL.value, "matmul_flops_per_s": ceiling, "models": rows,
+  out = {"matmul_size": _FLAGS.matmul_size, "matmul_flops_per_s": ceiling, "models": rows,
          **results.run_metadata()}
   import os  # pylint: disable=import-outside-toplevel
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  results.write_json(_OUTPUT.value, out)
-  print(f"-> {_OUTPUT.value}")
+  os.makedirs(os.path.dirname(os.path.abspath(_FLAGS.output)), exist_ok=True)
+  results.write_json(_FLAGS.output, out)
+  print(f"-> {_FLAGS.output}")
 
 
 if __name__ == "__main__":
+  _FLAGS.define()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)

@@ -7,22 +7,10 @@ config.mode: scratch (random init) | fixed (pretrained backbone frozen, new head
 finetune (all layers trained from the pretrained weights, new head).
 """
 
-from absl import app
-
-from transjax import cli
-
 from experiments import train_common
 
-_CONFIG, _WORKDIR = train_common.define_flags(
-    "Fine-tuning config: a file under configs/ and a preset (smoke | quick | full), e.g. "
-    "configs/lenet_mnist_to_usps.py:quick; config.mode picks scratch | fixed | finetune "
-    "and config.init_from the pretraining run folder (or torchvision weights file).")
-
-
-def main(argv):
-  del argv
-  train_common.run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  train_common.main(
+      "Fine-tuning config: a file under configs/ and a preset (smoke | quick | full), e.g. "
+      "configs/lenet_mnist_to_usps.py:quick; config.mode picks scratch | fixed | finetune "
+      "and config.init_from the pretraining run folder (or torchvision weights file).")

@@ -29,18 +29,21 @@ import time
 from absl import app
 from absl import flags
 
-_NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", 2, "How many processes (JAX 'hosts') to start.", lower_bound=1)
-_DEVICES = flags.DEFINE_integer(
-    "devices_per_process", 2, "Simulated CPU devices per process "
-    "(--xla_force_host_platform_device_count, JAX_PLATFORMS=cpu); 0 leaves the devices "
-    "and platform as they are.", lower_bound=0)
-_TIMEOUT = flags.DEFINE_float(
-    "timeout", 0.0, "Seconds after which every process is stopped and the launcher fails "
-    "(0: no limit).", lower_bound=0.0)
-_INIT_TIMEOUT = flags.DEFINE_integer(
-    "init_timeout", 60, "Seconds a process waits for the others to join "
-    "(TRANSJAX_INIT_TIMEOUT).", lower_bound=1)
+from transjax import cli
+
+_FLAGS = cli.BinaryFlags(lambda: dict(
+    num_processes=flags.DEFINE_integer(
+        "num_processes", 2, "How many processes (JAX 'hosts') to start.", lower_bound=1),
+    devices_per_process=flags.DEFINE_integer(
+        "devices_per_process", 2, "Simulated CPU devices per process "
+        "(--xla_force_host_platform_device_count, JAX_PLATFORMS=cpu); 0 leaves the devices "
+        "and platform as they are.", lower_bound=0),
+    timeout=flags.DEFINE_float(
+        "timeout", 0.0, "Seconds after which every process is stopped and the launcher fails "
+        "(0: no limit).", lower_bound=0.0),
+    init_timeout=flags.DEFINE_integer(
+        "init_timeout", 60, "Seconds a process waits for the others to join "
+        "(TRANSJAX_INIT_TIMEOUT).", lower_bound=1)))
 
 # Seconds between SIGTERM and SIGKILL when stopping the other processes: long enough for a
 # clean exit, short enough that a stopped run is over within seconds.
@@ -200,9 +203,9 @@ def main(argv: list[str]) -> None:
     print("error: give the command to run after --, e.g. launch_local --num_processes=2 "
           "-- python -m experiments.pretrain ... (--help lists the flags)", file=sys.stderr)
     sys.exit(2)
-  sys.exit(launch(command, _NUM_PROCESSES.value, _DEVICES.value, _TIMEOUT.value,
-                  _INIT_TIMEOUT.value))
+  sys.exit(launch(command, **_FLAGS.values()))
 
 
 if __name__ == "__main__":
+  _FLAGS.define()
   app.run(main, flags_parser=parse_flags)

@@ -19,12 +19,15 @@ from absl import app, flags
 
 from transjax import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/quick", "The reproduce run folder (with REPORT.md).")
-_DOCS = flags.DEFINE_string("docs", "docs", "Folder for the results page and figures/.")
-_OUTPUT = flags.DEFINE_string("output", "results.md", "File name of the page under --docs.")
-_PREFIX = flags.DEFINE_string("figure_prefix", "",
-                              "Prefix of the copied figures' names, so that two published "
-                              "runs (e.g. quick and imagenet) keep their own figures.")
+_FLAGS = cli.BinaryFlags(lambda: dict(
+    workdir=flags.DEFINE_string("workdir", "runs/quick",
+                                "The reproduce run folder (with REPORT.md)."),
+    docs=flags.DEFINE_string("docs", "docs", "Folder for the results page and figures/."),
+    output=flags.DEFINE_string("output", "results.md", "File name of the page under --docs."),
+    figure_prefix=flags.DEFINE_string("figure_prefix", "",
+                                      "Prefix of the copied figures' names, so that two "
+                                      "published runs (e.g. quick and imagenet) keep their "
+                                      "own figures.")))
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+\.png)\)")
 _JSON = re.compile(r"\[([^\]]*)\]\(([^)]+\.json)\)")
@@ -55,8 +58,9 @@ def publish(workdir: str, docs: str, output: str = "results.md", figure_prefix: 
 
 def main(argv):
   del argv
-  print(f"-> {cli.run_or_exit(publish, _WORKDIR.value, _DOCS.value, _OUTPUT.value, _PREFIX.value)}")
+  print(f"-> {cli.run_or_exit(publish, **_FLAGS.values())}")
 
 
 if __name__ == "__main__":
+  _FLAGS.define()
   app.run(main, flags_parser=cli.parse_flags)

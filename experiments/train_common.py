@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from absl import app
+
 from transjax import cli
 from transjax import config as config_lib
 from transjax import distributed
 from transjax import train
 
 
-def define_flags(config_help: str):
-  return cli.define_run_flags(
+def binary_flags(config_help: str) -> cli.BinaryFlags:
+  """--config (a training config; `config_help` says which) and --workdir, defined on
+  `define()` (when a training binary runs, not when it is imported)."""
+  return cli.BinaryFlags(lambda: cli.define_run_flags(
       config_help + " Any field can be overridden, e.g. --config.optim.lr=0.02 "
       "--config.num_epochs=5 --config.data.data_dir=/path/to/data.",
       "Run folder for config.json, metrics.jsonl, results.json, checkpoints/ and figures. "
       "Running again with the same folder resumes from its last checkpoint.",
-      fields=config_lib.training_defaults)
+      fields=config_lib.training_defaults))
+
+
+def main(config_help: str) -> None:
+  """The whole of a training binary: its flags, then `run` on them."""
+  run_flags = binary_flags(config_help).define()
+
+  def main_(argv):
+    del argv
+    run(run_flags.config, run_flags.workdir)
+
+  app.run(main_, flags_parser=cli.parse_flags)
 
 
 def run(config, workdir: str) -> None:

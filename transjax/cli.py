@@ -22,7 +22,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -194,14 +194,80 @@ def _field_line(path: str, field: str) -> int | None:
   return None
 
 
+class BinaryFlags:
+  """A binary's absl flags, defined when it runs as a program, never when it is imported.
+
+  absl keeps one registry per process, so two modules that each define, say, --output when
+  imported cannot be imported into one process (a test worker, a notebook, a tool that
+  lists the binaries): DuplicateFlagError. Every binary under experiments/ therefore names
+  its flags in a function that returns their holders by name, and defines them in its
+  `__main__` guard:
+
+      _FLAGS = cli.BinaryFlags(lambda: dict(
+          output=flags.DEFINE_string("output", "out.json", "Where to write the JSON.")))
+
+      def main(argv):
+        write_json(_FLAGS.output, ...)          # the parsed value of --output
+
+      if __name__ == "__main__":
+        _FLAGS.define()
+        app.run(main, flags_parser=cli.parse_flags)
+
+  `define()` defines them once; a second call returns the same holders (a test may call
+  it). Reading a value before `define()` is an error that says so.
+  """
+
+  def __init__(self, define: Callable[[], Any]):
+    """`define()` defines the flags and returns their holders: a mapping name -> holder or
+    a named tuple of holders (`define_run_flags`' RunFlags)."""
+    self._define = define
+    self._holders: dict[str, Any] | None = None
+
+  def define(self) -> BinaryFlags:
+    """Defines the flags (the first call only); returns self."""
+    if self._holders is None:
+      holders = self._define()
+      self._holders = dict(holders._asdict() if hasattr(holders, "_asdict") else holders)
+    return self
+
+  @property
+  def holders(self) -> dict[str, Any]:
+    """name -> absl flag holder; an error before `define()`."""
+    if self._holders is None:
+      raise RuntimeError("this binary's flags are not defined: they are defined in its "
+                         "`if __name__ == '__main__':` guard (`_FLAGS.define()`); a test "
+                         "calls the module's library function instead, or define() first.")
+    return self._holders
+
+  def values(self) -> dict[str, Any]:
+    """name -> the parsed value of every flag."""
+    return {name: holder.value for name, holder in self.holders.items()}
+
+  def __getattr__(self, name: str) -> Any:
+    """The parsed value of the flag `name` (`_FLAGS.output`)."""
+    if name.startswith("_"):
+      raise AttributeError(name)
+    holders = self.holders
+    if name not in holders:
+      raise AttributeError(f"no flag {name!r} among this binary's: {sorted(holders)}")
+    return holders[name].value
+
+
+class RunFlags(NamedTuple):
+  """The holders of --config and --workdir (`define_run_flags`)."""
+  config: Any
+  workdir: Any
+
+
 def define_run_flags(config_help: str, workdir_help: str,
-                     fields: Callable[[], Any] | None = None):
+                     fields: Callable[[], Any] | None = None) -> RunFlags:
   """Defines --config (a locked config file) and --workdir, both required.
 
   They are registered as key flags of the program being run, so its --help lists them.
   `fields`: returns every field the binary reads (a ConfigDict or dict); a config file
   whose get_config() returns another field is refused in one line naming it and the close
-  names (`parse_flags`). Returns the two flag holders.
+  names (`parse_flags`). Returns the two flag holders (a RunFlags, which `BinaryFlags`
+  takes as it is).
   """
   config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
   if fields is not None:
@@ -210,7 +276,7 @@ def define_run_flags(config_help: str, workdir_help: str,
   flags.mark_flags_as_required(["config", "workdir"])
   for name in ("config", "workdir"):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-  return config, workdir
+  return RunFlags(config, workdir)
 
 
 LOCK_HELP = ("One process at a time writes a workdir: a second one is refused at once, "
