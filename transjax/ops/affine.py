@@ -142,8 +142,8 @@ def linear_map(fn, x, kernel: AffineKernel) -> jax.Array:
       # Materialised as laid out here: a landscape evaluates its chunk as a loop over
       # small groups of points, and XLA hoists these 1 + r outputs out of the loop, but
       # it fused their layout change (the im2col conv's point axis moved to the front)
-      # into the per-group sum, a strided re-read at every group (LeNet's conv1: 1.6
-      # against 0.9 ms per point).
+      # into the per-group sum, a strided re-read at every group (LeNet's conv1 took
+      # nearly twice as long a point; docs/analysis.md, "Measurements behind the code").
       ys = jax.lax.optimization_barrier(ys)
       return combine(ys[0], ys[1:], coeffs), True
     axes = tuple(0 if b else None for b in in_batched)

@@ -7,9 +7,9 @@ gradients, and the statistics' share of the input gradient). XLA:CPU's own reduc
 kernels (the training step turns YNNPACK's off, `transjax.train.CPU_TRAIN_COMPILER_OPTIONS`)
 run such column sums slowly, and slower still when the producer is fused into them (the
 depthwise convolution's input gradient, a sum of k*k padded terms, recomputed inside each
-of the BatchNorm's reductions below it). Measured on the 2-core VM, (32*32*32, 96) float32,
-XLA's own kernels: a plain column sum 7.8 ms against 1.0 ms as `ones @ x`; with the
-depthwise input gradient fused in, 492 against 42 ms.
+of the BatchNorm's reductions below it); as a matmul with a ones vector the same sums ran
+several times faster, with or without the fused producer (docs/analysis.md,
+"Measurements behind the code").
 
 So with the switch on (`transjax.ops.switch`) the sums are written as matmuls with a
 ones vector, `rows_sum`, and the per-channel broadcasts as rank-1 matmuls,

@@ -224,9 +224,9 @@ def _output_width(lhs, rhs, padding) -> int:
 def toeplitz_block(out_width: int, kw: int, limit: int | None = None) -> int:
   """The output columns per Toeplitz block: the largest divisor of the output width that
   is at most `limit`, by default 1.5 kw, so a block computes at most 2.5x the direct FLOPs
-  (LeNet: conv1 7 of 28, conv2 5 of 10). Measured on 256 MNIST images against the whole
-  width as one block: conv1's gradient 2.9 against 6.0 ms, conv2's forward 1.5 against
-  1.8 ms. A landscape's per-point convolutions take `POINT_BLOCK` instead."""
+  (LeNet: conv1 7 of 28, conv2 5 of 10); faster than the whole width as one block
+  (docs/analysis.md, "Measurements behind the code"). A landscape's per-point
+  convolutions take `POINT_BLOCK` instead."""
   limit = max(1, int(1.5 * kw)) if limit is None else max(1, limit)
   return max(d for d in range(1, min(limit, out_width) + 1) if out_width % d == 0)
 
@@ -235,10 +235,8 @@ def toeplitz_block(out_width: int, kw: int, limit: int | None = None) -> int:
 # grid's layers above its first moved one: forward only, one matmul per point). LeNet's
 # conv -> pool blocks take `transjax.ops.conv_pool`, which uses 2 as well. Narrower
 # blocks compute closer to the direct FLOPs (LeNet's conv2: 1.2x against 1.8x at 5
-# columns) and their matmul still runs at XLA's rate. The 51 x 51 LeNet grid on 256 MNIST
-# images, eight interleaved in-process rounds on the 2-core VM: 221-305 points/s with 2
-# columns (median 246), 184-264 with 5 (median 213); 102-119 with 1 (im2col's narrow
-# matmul, three rounds).
+# columns) and their matmul still runs at XLA's rate; 2 columns beat 5 and 1 (im2col's
+# narrow matmul) on LeNet's grid (docs/analysis.md, "Measurements behind the code").
 POINT_BLOCK = 2
 
 
@@ -275,10 +273,9 @@ def toeplitz_conv(lhs: jax.Array, rhs: jax.Array, padding,
   input side by side, the convolution is one matmul (N*oh*nb, kh*(B+kw-1)*C) @
   (kh*(B+kw-1)*C, B*O), whose product is already NHWC. It costs (B + kw - 1) / kw times
   the direct FLOPs, and JAX differentiates it into matmuls, pads and a small constant
-  contraction, which XLA:CPU runs at its matmul rate. LeNet, 2-core Xeon, XLA's
-  profiler: the training step (batch 64) 5.6-7.1 against 11.9 ms of op time with lax's
-  convolutions and their transposes; one forward-over-reverse HVP on 256 MNIST images
-  30-41 against 77-88 ms of wall time.
+  contraction, which XLA:CPU runs at its matmul rate: LeNet's training step and HVP
+  take about half the time they take with lax's convolutions and their transposes
+  (docs/analysis.md, "Measurements behind the code").
   """
   kh, kw, c, o = rhs.shape
   pads = _pads(padding)

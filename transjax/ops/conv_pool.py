@@ -13,9 +13,8 @@ window reads and max ran near scalar speed. So here:
   every point). One im2col matmul with the 1 + r kernels side by side, its rows in four
   slabs, one per window position (row parity, column parity), computed once per chunk;
   each point is then the weighted sum of 1 + r slabs per window position and their
-  elementwise max, bias and ReLU: one loop over contiguous arrays. LeNet's conv1 on 256
-  MNIST images in the 51 x 51 grid (XLA's profiler, same process, 2-core EPYC): 0.27
-  against 0.79 ms per point.
+  elementwise max, bias and ReLU: one loop over contiguous arrays (LeNet's conv1 took
+  about a third of the plain path's time a point).
 - **Per-point input** (the layers above it). A loop over the points (`lax.map`, as
   `transjax.ops.conv` batches them), each a Toeplitz matmul with blocks of two output
   columns, pooled as the matmul laid it out (four runs of O contiguous values per
@@ -23,9 +22,8 @@ window reads and max ran near scalar speed. So here:
   output as (n, h * w * c), so neither its producer nor its own output has the channels
   as minor axis.
 
-The whole 51 x 51 LeNet grid, interleaved in-process rounds: 383-408 against 246-307
-points/s; a grid of conv2 alone 2614-3244 against 1491-1711, of conv1 alone 249-260
-against 197-210.
+The whole LeNet grid, and grids of conv1 or conv2 alone, ran faster than on the plain
+path (docs/analysis.md, "Measurements behind the code").
 
 Both need a stride-1 NHWC convolution that `transjax.ops.conv` computes in Toeplitz form
 and an even output height and width; anything else takes the plain path. The landscape
@@ -150,7 +148,8 @@ def _shared_input(x, w, basis, coeffs, bias, bias_batched, pads):
   # why the 1 + r outputs are held as laid out).
   ys = lax.optimization_barrier(ys.reshape(terms, 4, -1).astype(jnp.result_type(x, w)))
   # Each slab's sum written out on its own: XLA:CPU vectorises this loop, where slices of
-  # one (P, 4, M * O) sum took 4.7x longer (1.4 against 0.30 ms per point).
+  # one (P, 4, M * O) sum took several times longer (docs/analysis.md, "Measurements
+  # behind the code").
   out = window_max(*[affine.combine(ys[0, a], ys[1:, a], coeffs) for a in range(4)])
   if bias_batched:
     out = (out.reshape(-1, n * h2 * w2, o) + bias[:, None, :]).reshape(out.shape)

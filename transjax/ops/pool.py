@@ -29,8 +29,9 @@ def _max_pool_2x2(x: jax.Array) -> jax.Array:
 def _max_pool_2x2_jvp(primals, tangents):
   # Under differentiation the reshaped max, with reduce_max's derivative (the tangent
   # averaged over the window's maxima): its gradient is one masked broadcast, where the
-  # four strided slices' is four interior pads (LeNet's training step at batch 64:
-  # 5.1-6.5 ms against 12-17 ms, 2-core Xeon); without it the slices' faster forward.
+  # four strided slices' is four interior pads (LeNet's training step took about twice
+  # as long with them: docs/analysis.md, "Measurements behind the code"); without it
+  # the slices' faster forward.
   # The count is kept >= 1: with jax_disable_most_optimizations XLA recomputed the
   # shifted conv1 feeding the pool with different rounding, so a window could have no
   # element equal to its max (0/0 = NaN in reduce_max's own rule).
@@ -50,8 +51,9 @@ def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
 
   The same values; the same gradient wherever the window's maximum is unique (ties need
   equal pre-activations). Pooling before the ReLU quarters its work, and XLA:CPU fuses the
-  slices into one loop: forward 3x faster than reduce_window (256 x 28 x 28 x 6 float32,
-  2-core Xeon). The derivatives are the reshaped max's (`_max_pool_2x2_jvp`).
+  slices into one loop, a faster forward than reduce_window (docs/analysis.md,
+  "Measurements behind the code"). The derivatives are the reshaped max's
+  (`_max_pool_2x2_jvp`).
   """
   if not switch.active():
     return jax.nn.relu(nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID"))

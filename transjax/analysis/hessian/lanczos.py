@@ -106,8 +106,8 @@ def _tridiag_eigh(alphas, betas):
 
   LAPACK's tridiagonal solver, not a dense `np.linalg.eigh` of T: the dense one goes
   through OpenBLAS's level-3 routines, whose threads then spin-wait for more work and
-  take the cores from the next HVP. Called after every Lanczos step, that made each
-  LeNet HVP 65 instead of 41 ms (top-20 Lanczos 7.1 against 4.0 s, 2-core Xeon).
+  take the cores from the next HVP. Called after every Lanczos step, that slowed every
+  HVP (docs/analysis.md, "Measurements behind the code").
   """
   alphas = np.asarray(alphas, np.float64)
   return scipy.linalg.eigh_tridiagonal(alphas, np.asarray(betas[:len(alphas) - 1], np.float64))

@@ -83,10 +83,10 @@ class HessianOperator:
       parameters (the layers below a restricted layer) is recomputed per product, as
       PyHessian keeps its graph. "auto": when there are at most 8 batches and their
       residuals fit `residual_budget_bytes()` (LeNet on 256 images: 47 MiB; ResNet-50 on
-      32 images at 224 px: 8 GiB). Measured per product on 256 MNIST images, 2-core EPYC:
-      the whole LeNet 16.4-18.0 against 35-48 ms forward-over-reverse (the Toeplitz convs
-      made its reverse pass cheap to transpose; with lax's transposed convolutions it was
-      the slower one); restricted to fc1 or conv2, 100x and 3x faster.
+      32 images at 224 px: 8 GiB). It is faster than forward-over-reverse for the whole
+      LeNet (the Toeplitz convs made its reverse pass cheap to transpose; with lax's
+      transposed convolutions it was the slower one) and much faster restricted to one
+      layer (docs/analysis.md, "Measurements behind the code").
 
   `hvp_count` counts full-sample-set products (a block of b vectors counts b).
   """

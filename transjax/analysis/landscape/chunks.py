@@ -20,22 +20,18 @@ from transjax import functional, memory
 from transjax.analysis.landscape import points as points_lib
 
 DEFAULT_BUDGET_BYTES = 2 << 30
-# On CPU a chunk is a loop over groups of CPU_VMAP_WIDTH points (below), so its memory is
-# a group's, whatever its length, and a longer chunk only spreads what the points share
-# (computed once per chunk call) over more of them. LeNet's 51x51 grid on 256 MNIST
-# images: that shared part (conv1's 1 + r convolutions of the input: its im2col patches
-# and their layout) took ~23 ms a chunk, 0.36 ms a point at 64 points, in XLA's
-# profile; five interleaved rounds on the 2-core VM gave 171-254 points/s (median 219)
-# with chunks of 521 against 157-246 (median 182) with 64, at the same peak RSS
-# (0.49 GiB). (With whole vmapped chunks, before the groups, 320 points ran slower than
-# 16-128.) The memory budget bounds a chunk only where one group does not fit it
-# (`plan_chunks`, `points_in_memory`).
+# On CPU a chunk is a loop over groups of CPU_VMAP_WIDTH points (`points`), so its memory
+# is a group's, whatever its length, and a longer chunk only spreads what the points
+# share (computed once per chunk call; for LeNet's grid, conv1's 1 + r convolutions of
+# the input: its im2col patches and their layout) over more of them: LeNet's grid ran
+# faster with chunks of 521 points than of 64, at the same peak memory (docs/analysis.md,
+# "Measurements behind the code"). The memory budget bounds a chunk only where one group
+# does not fit it (`plan_chunks`, `points_in_memory`).
 CPU_MAX_CHUNK = 512
 # Such a looped chunk is also at most CHUNK_WORK_BYTES / (one point's memory) points: a
 # point's memory stands in for its cost, so a heavier model gets shorter chunks and the
 # progress line (once a chunk) still comes every few seconds. LeNet on 256 images: 16.5
-# MB a point -> 520 points, ~1.5 s a chunk on the 2-core CPU; a model 10x heavier gets
-# 52 points.
+# MB a point -> 520 points; a model 10x heavier gets 52 points.
 CHUNK_WORK_BYTES = 8 << 30
 
 
@@ -77,8 +73,8 @@ def estimate_bytes_per_point(loss_fn, params, state, batch, directions) -> tuple
   moved copy of the parameters (XLA memory analysis), or a conservative formula.
 
   It depends on shapes only, so it is computed once per loss and shapes in a process:
-  the analysis compiles the point function (~0.7 s for LeNet on 256 images, 2-core CPU),
-  which later grids of the same model (layers, checkpoints, centres) need not repeat."""
+  the analysis compiles the point function, which later grids of the same model (layers,
+  checkpoints, centres) need not repeat."""
   shapes = _shapes((params, state, batch, list(directions)))
   return _estimate_for_shapes(loss_fn, jax.tree.structure(shapes), tuple(jax.tree.leaves(shapes)))
 

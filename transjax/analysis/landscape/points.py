@@ -22,8 +22,9 @@ from transjax import ops
 # images: 64 points as a (64, 256, 10, 10, 16) conv2 output, 105 MB). Everything the
 # points share (the layers below the first moved one, and that layer's 1 + r
 # convolutions, see transjax.ops.affine) does not depend on the loop and XLA computes
-# it once per chunk. 51x51 LeNet grid, 2-core EPYC, in one process: groups of 4-8 points
-# 258-306 points/s, single points 203-239, the whole chunk vmapped 156-203.
+# it once per chunk. On LeNet's grid groups of 4-8 points ran faster than single points,
+# and both faster than the whole chunk vmapped (docs/analysis.md, "Measurements behind
+# the code").
 CPU_VMAP_WIDTH = 8
 
 
