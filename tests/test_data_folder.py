@@ -112,3 +112,75 @@ def test_training_on_a_folder(tmp_path):
   config.data.train = data_spec(f"folder:{tmp_path / 'nowhere'}", "train")
   with pytest.raises((data.DatasetNotFoundError, ConfigError), match="no folder"):
     train.train(config, str(tmp_path / "run2"))
+
+
+# ---------------------------------------------------------------- an image folder as a target
+
+
+def _flat_tree(root, per_class=5, size=(8, 8)):
+  """Classes cat, dog with `per_class` distinct PNGs each (pixel values encode the file)."""
+  for c, cls in enumerate(("cat", "dog")):
+    for i in range(per_class):
+      _write(root / cls / f"{i}.png", size, value=1000 + 100 * c + i)
+  return root
+
+
+def _keys(ds):
+  return {img.tobytes() for img in ds.images}
+
+
+def test_a_flat_folder_target_holds_out_the_same_test_part_for_every_seed(tmp_path):
+  root = _flat_tree(tmp_path / "my pets")
+  t = folder.target(str(root))
+  assert (t.name, t.kind) == ("my_pets", "flat") and t.name in t.note
+  assert "20% held out as the test set" in t.note and "never trained on" in t.note
+  everything = _keys(data.load(f"folder:{root}", "all"))
+  assert len(everything) == 10
+  tests = []
+  for seed in (0, 7):   # the run's seed does not move the held-out part
+    train_ds, test_ds = data.build(t.train, seed=seed), data.build(t.test, seed=seed)
+    assert not _keys(train_ds) & _keys(test_ds)
+    assert _keys(train_ds) | _keys(test_ds) == everything
+    assert len(test_ds) == 2 and test_ds.class_counts().tolist() == [1, 1]
+    assert any("split(0.8, seed=0)" in x for x in test_ds.provenance.transforms)
+    tests.append(_keys(test_ds))
+  assert tests[0] == tests[1]
+
+
+def test_a_split_folder_target_and_its_errors(tmp_path, split_tree):
+  t = folder.target(f"mine={split_tree}")
+  assert (t.name, t.kind) == ("mine", "split")
+  assert t.train["split"] == "train" and t.test["split"] == "test"
+  assert not _keys(data.build(t.train)) & _keys(data.build(t.test))
+  assert folder.target("pets", data_dir=str(split_tree.parent)).path == str(split_tree)
+  with pytest.raises(folder.FolderError, match="no folder"):
+    folder.target(str(tmp_path / "missing"))
+  _write(tmp_path / "half" / "train" / "a" / "0.png", (4, 4))
+  with pytest.raises(folder.FolderError, match=r"needs both train/ and test/"):
+    folder.target(str(tmp_path / "half"))
+
+
+def test_a_folder_is_an_added_target_of_the_transfer_experiment(tmp_path):
+  """The smoke preset plus a flat folder: the folder's target is trained (never on its
+  held-out images) and named after the folder in results, summary and run folders."""
+  from transjax.paper import transfer_targets  # pylint: disable=import-outside-toplevel
+  from transjax.paper.presets import transfer_targets as presets  # pylint: disable=import-outside-toplevel
+  root = _flat_tree(tmp_path / "pets", per_class=10, size=(12, 12))
+  c = presets.get_config("smoke")
+  c.shared_dir = str(tmp_path / "shared")
+  c.target_names, c.modes = ("digits",), ("finetune", "scratch")
+  c.train_overrides = "num_steps=2,batch_size=8,log_every=1,eval_every=1,checkpoint_every=2"
+  c.folder_targets = str(root)
+  results = transfer_targets.run(c, str(tmp_path / "work"))
+  assert results["targets"] == ["digits", "pets"]
+  assert set(results["table"]["pets"]) == {"finetune", "scratch"}
+  assert "pets" in results["table2"]
+  assert "pets: flat image folder" in results["data"]["pets"]
+  assert "split(0.8, seed=0)[first]" in results["data"]["pets"]
+  assert "Image-folder target pets: flat image folder" in results["summary"]
+  run = json.loads((tmp_path / "work" / "runs" / "pets" / "finetune" / "seed0" / "run.json")
+                   .read_text())
+  assert run["data"]["n_train"] == 16 and run["data"]["n_test"] == 4
+  c.folder_targets = f"{root},{root}"
+  with pytest.raises(ValueError, match="already has; name it"):
+    transfer_targets.with_folder_targets(c)

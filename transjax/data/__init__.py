@@ -6,6 +6,7 @@
 """
 
 from transjax.data import batching
+from transjax.data import folder
 from transjax.data import idx
 from transjax.data import sources
 from transjax.data import spec
@@ -45,10 +46,10 @@ from transjax.data.transforms import upside_down
 
 __all__ = [
     "ChecksumError", "Dataset", "DatasetNotFoundError", "KNOWN_DATASETS", "Provenance",
-    "UnknownDatasetError", "apply_named", "batch_at", "batching", "build",
-    "channel_stats", "colour_of_upper_part_labels", "default_data_dir",
-    "epoch_permutation", "eval_batches", "find_data_dir", "idx", "iterate", "load", "normalize",
-    "pad_to", "random_crop_flip", "resize", "select_classes", "sources", "spec",
-    "split", "steps_per_epoch", "subset_per_class", "subset_total", "synthetic",
-    "to_grey", "to_model_input", "to_rgb", "transforms", "upside_down", "validate",
+    "UnknownDatasetError", "apply_named", "batch_at", "batching", "build", "channel_stats",
+    "colour_of_upper_part_labels", "default_data_dir", "epoch_permutation", "eval_batches",
+    "find_data_dir", "folder", "idx", "iterate", "load", "normalize", "pad_to",
+    "random_crop_flip", "resize", "select_classes", "sources", "spec", "split",
+    "steps_per_epoch", "subset_per_class", "subset_total", "synthetic", "to_grey",
+    "to_model_input", "to_rgb", "transforms", "upside_down", "validate",
 ]

@@ -11,12 +11,18 @@ root, so a class missing from one split keeps the same label in the others. Imag
 decoded with Pillow in threads; grey images stay one channel unless the split mixes grey
 and colour, then all are RGB. Images of different sizes need `image_size` (H, W): each is
 resized as it is read, so a folder of large photos never sits in memory at full size.
+
+`target(entry)` turns a folder into the (train, test) dataset specs of an experiment target
+named after the folder: a split folder trains on train/ and tests on test/; a flat folder is
+split per class by a fixed seed, and its test part is held out (never trained on).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
+import re
 import time
 from pathlib import Path
 
@@ -136,3 +142,112 @@ def load_split(root: str | os.PathLike, split: str, image_size: tuple[int, int] 
         "reading (training configs do: the model's input size).")
   return (np.stack(images), np.asarray(labels, np.int32), classes,
           f"folder:{directory} ({len(files)} images, {len(classes)} classes)")
+
+
+# ---------------------------------------------------------------------------
+# An image folder as an experiment target.
+
+TRAIN, TEST = "train", "test"
+FLAT_TRAIN_FRACTION = 0.8   # a flat folder's share trained on; the rest is its test set
+FLAT_SPLIT_SEED = 0         # fixed, so every run (any training seed) holds out the same images
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderTarget:
+  """An image folder as an experiment target.
+
+  Attributes:
+    name: the target's name in every output (the folder's name unless given).
+    path: the folder, absolute.
+    kind: "split" (<path>/train/, <path>/test/) or "flat" (<path>/<class>/).
+    train: the dataset spec trained on.
+    test: the dataset spec tested on, disjoint from `train`.
+    note: one line for outputs: where train and test come from.
+  """
+  name: str
+  path: str
+  kind: str
+  train: dict
+  test: dict
+  note: str
+
+
+def layout_kind(root: Path) -> str:
+  """"split" when `root` has train/ and test/ folders of class folders, "flat" when its
+  subfolders hold images directly.
+
+  Raises:
+    FolderError: neither, or a split folder without test/ (a target needs held-out images).
+  """
+  if not root.is_dir():
+    raise FolderError(f"{root} is not a folder.")
+  direct = _class_files(root)
+  splits = [d.name for d in sorted(root.iterdir())
+            if d.is_dir() and d.name not in direct and _class_files(d)]
+  if TRAIN in splits and TEST in splits:
+    return "split"
+  if direct and not splits:
+    return "flat"
+  if splits:
+    raise FolderError(
+        f"{root} has split folders {splits} but a target needs both {TRAIN}/ and {TEST}/ "
+        f"(each <class>/<image>); rename them, or put the class folders directly in {root} "
+        f"to have {int(100 * (1 - FLAT_TRAIN_FRACTION))}% held out as the test set.")
+  raise FolderError(
+      f"{root} has no class folders with images: a target folder is <root>/<class>/<image> "
+      f"or <root>/{TRAIN}/<class>/<image> and <root>/{TEST}/<class>/<image> (extensions "
+      f"{', '.join(sorted(IMAGE_EXTENSIONS))}).")
+
+
+def target_name(path: str | os.PathLike) -> str:
+  """The folder's name as a target name: letters, digits and _ (others become _)."""
+  name = re.sub(r"\W+", "_", Path(path).expanduser().resolve().name).strip("_")
+  return name or "folder"
+
+
+def target(entry: str, data_dir: str | None = None) -> FolderTarget:
+  """The target an image folder makes: `entry` is "<path>" or "<name>=<path>".
+
+  A relative path is read under `data_dir` when it is there, else from the working
+  directory. A split folder (train/, test/) trains on train/ and is tested on test/. A flat
+  folder (<class>/<image>) is split per class: FLAT_TRAIN_FRACTION of each class is trained
+  on and the rest is the test set, by the fixed seed FLAT_SPLIT_SEED, so the held-out images
+  are the same for every run and never trained on.
+
+  Raises:
+    FolderError: not an image folder (the message says which layouts are read).
+  """
+  name, sep, raw = entry.partition("=")
+  if not sep or not re.fullmatch(r"\w+", name.strip()) or Path(entry).expanduser().exists():
+    name, raw = "", entry
+  raw = raw.strip()
+  if not raw:
+    raise FolderError(f"Image-folder target {entry!r} names no folder; write <path> or "
+                      "<name>=<path>.")
+  path = Path(raw).expanduser()
+  if not path.is_absolute() and data_dir and (Path(data_dir).expanduser() / path).is_dir():
+    path = Path(data_dir).expanduser() / path
+  path = path.resolve()
+  if not path.is_dir():
+    raise FolderError(f"Image-folder target {entry!r}: no folder {path} (a relative path is "
+                      f"read under the data folder {data_dir or '(none given)'}, else the "
+                      "working directory).")
+  kind = layout_kind(path)
+  name = name.strip() or target_name(path)
+  spec_name = f"folder:{path}"
+  if kind == "split":
+    return FolderTarget(
+        name, str(path), kind, {"name": spec_name, "split": TRAIN},
+        {"name": spec_name, "split": TEST},
+        f"{name}: image folder {path}, trained on {TRAIN}/ and tested on {TEST}/")
+  f = FLAT_TRAIN_FRACTION
+  held_out = int(round(100 * (1 - f)))
+  return FolderTarget(
+      name, str(path), kind,
+      {"name": spec_name, "split": ALL, "transforms": (f"split_train:{f}",),
+       "seed": FLAT_SPLIT_SEED},
+      {"name": spec_name, "split": ALL, "transforms": (f"split_test:{f}",),
+       "seed": FLAT_SPLIT_SEED},
+      f"{name}: flat image folder {path} (no train/ test/), split per class with seed "
+      f"{FLAT_SPLIT_SEED}: {100 - held_out}% trained on, {held_out}% held out as the test set "
+      "(the same images for every run, never trained on)")

@@ -102,7 +102,11 @@ def conversion_notices(split: str, ds: Dataset, converted: Dataset) -> list[str]
 def pair_notices(train: Dataset, test: Dataset) -> list[str]:
   """A line when the train and test sets differ in source or image size (before conversion)."""
   out = []
-  if train.name != test.name or train.provenance.source != test.provenance.source:
+  # An image folder's splits are read from its subfolders (sources differ); its name is
+  # the folder, so the same name is the same dataset.
+  same_folder = train.provenance.source.startswith("folder:") and train.name == test.name
+  if train.name != test.name or (train.provenance.source != test.provenance.source
+                                 and not same_folder):
     out.append(f"data.train is {train.name} from {train.provenance.source} but data.test is "
                f"{test.name} from {test.provenance.source}; the test error measures another "
                "dataset than the one trained on.")

@@ -26,6 +26,7 @@ import numpy as np
 
 from transjax import convergence, optim, plotting
 from transjax import functional, imagenet, weights
+from transjax import data as data_lib
 from transjax import results as results_lib
 from transjax.analysis import similarity
 from transjax.data import run_data
@@ -71,6 +72,36 @@ def training_configs(config: ml_collections.ConfigDict,
                      init_from: str) -> dict[tuple[str, str, int], ml_collections.ConfigDict]:
   return {(t, m, s): run_config(config, t, m, s, init_from)
           for t in config.target_names for m in config.modes for s in range(config.num_seeds)}
+
+
+def with_folder_targets(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with each image folder of `config.folder_targets` added as a target.
+
+  `folder_targets` is "<path>" or "<name>=<path>", comma-separated (or a sequence of them).
+  A target is named after its folder (`transjax.data.folder.target`: a split folder trains
+  on train/ and tests on test/; a flat one holds out a fixed per-class 20%) and goes after
+  the preset's targets (as the least similar, unless `target_names` places it or
+  `order_by_similarity`), into Table 2 too when `table2_targets` lists targets.
+  """
+  entries = config.get("folder_targets") or ()
+  if isinstance(entries, str):
+    entries = [e for e in entries.split(",") if e.strip()]
+  if not entries:
+    return config
+  c = config.copy_and_resolve_references()
+  c.unlock()
+  data_dir = data_lib.find_data_dir(config.data_dir or None)
+  for entry in entries:
+    t = data_lib.folder.target(str(entry).strip(), data_dir)
+    if t.name in c.targets:
+      raise ValueError(f"config.folder_targets: {t.path} would be named {t.name!r}, a target "
+                       f"the preset already has; name it: '<name>={t.path}'.")
+    c.targets[t.name] = {"train": t.train, "test": t.test, "note": t.note}
+    if t.name not in c.target_names:
+      c.target_names = tuple(c.target_names) + (t.name,)
+    if c.table2_targets and t.name not in c.table2_targets:
+      c.table2_targets = tuple(c.table2_targets) + (t.name,)
+  return c
 
 
 def _source(config: ml_collections.ConfigDict, shared_dir: str) -> tuple[str, str]:
@@ -170,6 +201,7 @@ def _curve(run_dir: str, key: str) -> tuple[list[int], list[float]]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains every (target, mode, seed) run (resuming), writes results.json and figures."""
   workdir = results_lib.ensure_workdir(workdir)
+  config = with_folder_targets(config)
   common.use_compilation_cache(os.path.join(sources.shared_dir_of(config, workdir), "jax_cache"))
   init_from, source_note = _source(config, sources.shared_dir_of(config, workdir))
   targets, distances = ordered_targets(config, init_from, workdir)
@@ -188,7 +220,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     entry["test_error"].append(r["final"]["test_error"])
     entry["deviation"].append(r["deviation"]["last_layer" if mode == "fixed" else "sum"])
     entry["curves"].append(dev)
-    data[target] = f"train: {r['data']['train']}; test: {r['data']['test']}"
+    note = config.targets[target].get("note")
+    data[target] = (f"{note}; " if note else "") + (
+        f"train: {r['data']['train']}; test: {r['data']['test']}")
   t2_targets = [t for t in targets if t in (config.table2_targets or targets)]
   results = {
       "elements": list(ELEMENTS), "source": source_note, "targets": targets,
@@ -196,6 +230,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "model": common.model_description(config.run),
       "modes": list(config.modes), "num_seeds": int(config.num_seeds),
       "data": {"source": source_note, **data}, "table": table,
+      "folder_targets": [config.targets[t].note for t in targets
+                         if config.targets[t].get("note")],
       "table2_targets": t2_targets, "table2": table2(table, t2_targets),
   }
   results["summary"] = summary(results)
@@ -229,6 +265,7 @@ def summary(results: dict[str, Any]) -> str:
               "theory's similarity, Theorem 2; smaller is more similar; computed before "
               "training): " + ", ".join(f"{t} {results['kernel_similarity'][t]:.3f}"
                                          for t in results["targets"]), ""]
+  lines += [f"Image-folder target {n}" for n in results.get("folder_targets") or ()]
   lines += ["| target | mode | train err % | test err % | deviation |", "|---|---|---|---|---|"]
   for t in results["targets"]:
     for m in results["modes"]:

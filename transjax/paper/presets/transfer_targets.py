@@ -24,7 +24,9 @@ Presets:
 
 Targets are listed most similar first (config.target_names), unless
 config.order_by_similarity, which orders them by the computed similarity to the source; the
-claims use that order.
+claims use that order. An image folder of one's own is added as a further target, named after
+the folder, with --config.folder_targets=/path/to/folder (train/ and test/ folders of class
+folders, or class folders directly, of which a fixed 20% per class is held out for testing).
 """
 
 import ml_collections
@@ -46,6 +48,9 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.fixed_head = "mlp"       # the paper's 2-layer BN + LeakyReLU head for the fixed setting
   c.target_names = ()
   c.table2_targets = ()      # targets of Table 2 (scratch vs fine-tuned); () -> all
+  c.folder_targets = ""      # image folders added as targets, "<path>" or "<name>=<path>",
+                             # comma-separated: named after the folder; a flat folder
+                             # (<class>/<image>) holds out 20% per class as its test set
   c.order_by_similarity = False   # order targets by BatchNorm-statistics distance to the source
   c.similarity_samples = 256      # target training images the distance is measured on
   c.targets = ml_collections.ConfigDict()
