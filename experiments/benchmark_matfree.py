@@ -534,13 +534,7 @@ def make_problem(num_samples: int, data_dir: str | None, train_steps: int = 0,
   loss_fn = functional.make_loss_fn(g)
   if train_steps:
     from transjax import data  # pylint: disable=import-outside-toplevel
-    d = None
-    for d in (data_dir, os.environ.get("TRANSJAX_DATA_DIR"),
-              os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                           "data")):
-      if d and os.path.isdir(d):
-        break
-    ds = data.load("mnist", "train", data_dir=d)
+    ds = data.load("mnist", "train", data_dir=data.find_data_dir(data_dir))
     images = np.asarray(ds.images, np.float32)
     if ds.images.dtype == np.uint8:
       images = images / 255.0
