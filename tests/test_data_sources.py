@@ -161,6 +161,36 @@ def test_env_var_data_dir(data_dir, monkeypatch):
   assert len(data.load("usps", "test")) == 2007
 
 
+def test_find_data_dir_given_then_env_then_beside_the_repository(tmp_path, monkeypatch):
+  """The one fallback of binaries and tests: a given folder wins (even a missing one, so
+  loading names it), then $TRANSJAX_DATA_DIR when it is a folder, then ../shared/data."""
+  beside = tmp_path / "shared" / "data"
+  monkeypatch.setattr(data.sources, "SHARED_DATA_DIR", beside)
+  monkeypatch.setenv("TRANSJAX_DATA_DIR", str(tmp_path))
+  assert data.find_data_dir("/given/missing") == "/given/missing"
+  assert data.find_data_dir() == str(tmp_path)
+  monkeypatch.setenv("TRANSJAX_DATA_DIR", str(tmp_path / "typo"))
+  assert data.find_data_dir() is None           # a typo is skipped (with a notice) ...
+  beside.mkdir(parents=True)
+  assert data.find_data_dir() == str(beside)    # ... and the checkout's data is used
+  monkeypatch.delenv("TRANSJAX_DATA_DIR")
+  assert data.find_data_dir() == str(beside)
+
+
+def test_a_relative_folder_is_read_under_data_dir_when_there_else_here(tmp_path, monkeypatch):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  for root in (tmp_path / "data" / "pics", tmp_path / "cwd" / "mine"):
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "a" / "0.png")
+  monkeypatch.chdir(tmp_path / "cwd")
+  data_dir = str(tmp_path / "data")
+  assert data.load("folder:pics", "all", data_dir).provenance.source.startswith(
+      f"folder:{tmp_path / 'data' / 'pics'}")
+  assert len(data.load("folder:mine", "all", data_dir)) == 1
+  with pytest.raises(data.DatasetNotFoundError, match="no folder under .*data or .*nowhere"):
+    data.load("folder:nowhere", "all", data_dir)
+
+
 def test_unknown_dataset_lists_known_names():
   with pytest.raises(data.UnknownDatasetError) as e:
     data.load("mnits")

@@ -14,7 +14,7 @@ from absl import logging
 
 from transjax import config as config_lib
 from transjax.data import spec as data_spec
-from transjax.data import batching, transforms
+from transjax.data import batching, sources, transforms
 from transjax.data.dataset import Dataset
 
 
@@ -39,7 +39,15 @@ class RunData:
 
 def load_data(config: ml_collections.ConfigDict) -> RunData:
   """Builds the train and test sets named by the config, sized for the model."""
-  data_dir = config.data.data_dir or None
+  # The one fallback every binary shares: config.data.data_dir, $TRANSJAX_DATA_DIR, then
+  # ../shared/data beside the repository (said once when that last one is used).
+  data_dir = sources.find_data_dir(config.data.data_dir or None)
+  built_in = ("digits", "synthetic")
+  if (data_dir and not config.data.data_dir and not sources.default_data_dir()
+      and any(sources.base_name(dict(config.data[s]).get("name") or "") not in built_in
+              for s in ("train", "test"))):
+    _notice(f"data folder {data_dir} (found beside the repository; set "
+            "config.data.data_dir or $TRANSJAX_DATA_DIR to read another)")
   size, channels = config.model.input_size, config.model.in_channels
   sets = []
   for split in ("train", "test"):

@@ -11,7 +11,8 @@
    `synthetic.py`; options in the name: "synthetic(num_classes=5,size=32,seed=1)").
 
 "folder:<path>" reads an image folder (`folder.py`: <path>/<split>/<class>/<image>, or
-<path>/<class>/<image> as split "all"); a relative path is read under `data_dir`.
+<path>/<class>/<image> as split "all"); a relative path is read under `data_dir` when it is
+there, else from the working directory.
 
 When none has the data, `DatasetNotFoundError` lists every place tried and how to
 provide the files.
@@ -440,12 +441,14 @@ def load(name: str, split: str = "train", data_dir: str | None = None, *,
 
   if base.startswith("folder:"):
     path = Path(base.removeprefix("folder:")).expanduser()
-    if not path.is_absolute() and data_root is not None:
+    if not path.is_absolute() and data_root is not None and (data_root / path).is_dir():
       path = data_root / path
     if not path.is_dir():
+      where = f"under {data_root} or " if data_root is not None and not path.is_absolute() else ""
       raise DatasetNotFoundError(
-          f"Dataset {name!r}: no folder {path} (a relative path is read under "
-          "data_dir / TRANSJAX_DATA_DIR when set, else the working directory).")
+          f"Dataset {name!r}: no folder {where}{path.resolve()} (a relative path is read "
+          "under data_dir / TRANSJAX_DATA_DIR when it is there, else from the working "
+          "directory).")
     found = folder.load_split(path, split_name, image_size)
 
   if found is None:
