@@ -320,7 +320,7 @@ def lite0_workload(size: int, num_samples: int, data_dir: str | None):
   """(loss_fn, params, state, batch, note): EfficientNet-Lite0 with its ImageNet weights
   and a fresh 10-class head (seed 0), on the first CIFAR-10 test images resized to `size`
   and normalised as the weights expect."""
-  from transjax import imagenet  # pylint: disable=import-outside-toplevel
+  from transjax.weights import named as imagenet  # pylint: disable=import-outside-toplevel
   model = build_model("efficientnet_lite0", 10, input_size=size)
   _, note = imagenet.initial_weights("imagenet:efficientnet_lite0", "efficientnet_lite0", model,
                                      skip_head=True)

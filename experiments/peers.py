@@ -296,7 +296,8 @@ def torch_hvp_seconds(model, x, y, repeats: int = 5) -> float:
 def efficientnet_state_dict(params, state=None) -> dict[str, np.ndarray]:
   """transjax EfficientNet-Lite parameters (and BatchNorm statistics) as an
   EfficientNet-PyTorch state dict (torch names and layouts)."""
-  from transjax import efficientnet_weights, pretrained  # pylint: disable=import-outside-toplevel
+  from transjax.weights import efficientnet_pytorch as efficientnet_weights  # pylint: disable=import-outside-toplevel
+  from transjax.weights import state_dict as pretrained  # pylint: disable=import-outside-toplevel
   out = {}
   for tree in (params, {} if state is None else state):
     for path, leaf in jax_leaves_with_path(tree):
@@ -307,8 +308,8 @@ def efficientnet_state_dict(params, state=None) -> dict[str, np.ndarray]:
 
 def jax_leaves_with_path(tree):
   import jax  # pylint: disable=import-outside-toplevel
-  from transjax import pretrained  # pylint: disable=import-outside-toplevel
-  return [(pretrained.path_str(p), x) for p, x in jax.tree_util.tree_leaves_with_path(tree)]
+  from transjax.params import path_str  # pylint: disable=import-outside-toplevel
+  return [(path_str(p), x) for p, x in jax.tree_util.tree_leaves_with_path(tree)]
 
 
 def torch_efficientnet_lite(state_dict: Mapping[str, np.ndarray]):

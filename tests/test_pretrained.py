@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from transjax import params, pretrained
+from transjax import params
 from transjax.models import build_model
-from transjax.pretrained import WeightMismatchError
+from transjax.weights import state_dict as state_dict_lib
+from transjax.weights import torchvision_resnet
+from transjax.weights.state_dict import WeightMismatchError
 
 
 def torchvision_resnet50_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
@@ -92,10 +94,10 @@ def test_resnet50_state_dict_has_320_tensors_and_all_land_transposed():
   shapes = torchvision_resnet50_shapes()
   assert len(shapes) == 320
   sd = random_state_dict(shapes)
-  model = pretrained.torchvision_to_flax(sd, abstract("resnet50", input_size=224))
+  model = torchvision_resnet.torchvision_to_flax(sd, abstract("resnet50", input_size=224))
   got = leaves(model)
   assert len(got) == 320 - 53  # num_batches_tracked has no counterpart
-  torch_to_flax = {pretrained.torch_name(p): p for p in got}
+  torch_to_flax = {torchvision_resnet.torch_name(p): p for p in got}
   assert set(torch_to_flax) == {k for k in shapes if not k.endswith("num_batches_tracked")}
   for name, flax_path in torch_to_flax.items():
     assert isinstance(got[flax_path], jax.Array), flax_path
@@ -113,7 +115,7 @@ def test_resnet50_state_dict_has_320_tensors_and_all_land_transposed():
   np.testing.assert_array_equal(model.fc.kernel[...], sd["fc.weight"].T)
   np.testing.assert_array_equal(model.fc.bias[...], sd["fc.bias"])
   # ... and the inverse mapping gives back exactly the torchvision state dict.
-  back = pretrained.flax_to_torchvision(model)
+  back = torchvision_resnet.flax_to_torchvision(model)
   assert set(back) == set(shapes)
   for name, value in back.items():
     if not name.endswith("num_batches_tracked"):
@@ -121,18 +123,19 @@ def test_resnet50_state_dict_has_320_tensors_and_all_land_transposed():
 
 
 def test_torch_names():
-  assert pretrained.torch_name("layer3/0/downsample/conv/kernel") == "layer3.0.downsample.0.weight"
-  assert pretrained.torch_name("layer3/0/downsample/bn/mean") == "layer3.0.downsample.1.running_mean"
-  assert pretrained.torch_name("bn1/scale") == "bn1.weight"
-  assert pretrained.torch_name("fc/kernel") == "fc.weight"
-  assert pretrained.torch_name("layer1/1/bn2/var") == "layer1.1.bn2.running_var"
+  torch_name = torchvision_resnet.torch_name
+  assert torch_name("layer3/0/downsample/conv/kernel") == "layer3.0.downsample.0.weight"
+  assert torch_name("layer3/0/downsample/bn/mean") == "layer3.0.downsample.1.running_mean"
+  assert torch_name("bn1/scale") == "bn1.weight"
+  assert torch_name("fc/kernel") == "fc.weight"
+  assert torch_name("layer1/1/bn2/var") == "layer1.1.bn2.running_var"
 
 
 def test_round_trip_flax_torch_flax(tmp_path):
   source = tiny()
-  sd = pretrained.save_state_dict_npz(source, tmp_path / "tiny.npz")
-  target = pretrained.load_torchvision_resnet(tmp_path / "tiny.npz",
-                                              abstract("resnet_tiny", 10, input_size=32))
+  sd = torchvision_resnet.save_state_dict_npz(source, tmp_path / "tiny.npz")
+  target = torchvision_resnet.load_torchvision_resnet(tmp_path / "tiny.npz",
+                                                      abstract("resnet_tiny", 10, input_size=32))
   a, b = leaves(source), leaves(target)
   assert a.keys() == b.keys()
   for k in a:
@@ -144,29 +147,29 @@ def test_round_trip_flax_torch_flax(tmp_path):
 
 
 def test_skip_head_keeps_new_head():
-  sd = pretrained.flax_to_torchvision(tiny())  # a 10-class head
+  sd = torchvision_resnet.flax_to_torchvision(tiny())  # a 10-class head
   target = random_flax("resnet_tiny", 5, seed=4)
   head_before = np.asarray(target.fc.kernel[...]).copy()
   with pytest.raises(WeightMismatchError, match=r"fc\.weight"):
-    pretrained.torchvision_to_flax(sd, target)
-  out = pretrained.torchvision_to_flax(sd, target, skip_head=True)
+    torchvision_resnet.torchvision_to_flax(sd, target)
+  out = torchvision_resnet.torchvision_to_flax(sd, target, skip_head=True)
   assert out is target  # in place
   np.testing.assert_array_equal(target.fc.kernel[...], head_before)
   np.testing.assert_array_equal(target.layer3[0].conv2.kernel[...],
                                 sd["layer3.0.conv2.weight"].transpose(2, 3, 1, 0))
   # skip_head also ignores a head that is absent.
   no_head = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-  pretrained.torchvision_to_flax(no_head, target, skip_head=True)
+  torchvision_resnet.torchvision_to_flax(no_head, target, skip_head=True)
 
 
 def test_mismatches_are_all_named_in_one_error():
-  sd = pretrained.flax_to_torchvision(tiny())
+  sd = torchvision_resnet.flax_to_torchvision(tiny())
   del sd["layer1.0.bn1.running_var"]
   sd["layer5.0.conv1.weight"] = np.zeros((3, 3, 1, 1), np.float32)
   sd["conv1.weight"] = np.zeros((16, 3, 7, 7), np.float32)
   model = abstract("resnet_tiny", 10, input_size=32)
   with pytest.raises(WeightMismatchError) as info:
-    pretrained.torchvision_to_flax(sd, model)
+    torchvision_resnet.torchvision_to_flax(sd, model)
   msg = str(info.value)
   assert "3 problem" in msg
   assert "missing: layer1.0.bn1.running_var (flax layer1/0/bn1/var" in msg
@@ -179,18 +182,18 @@ def test_mismatches_are_all_named_in_one_error():
 def test_read_state_dict_formats(tmp_path):
   sd = {"a.weight": np.ones((2, 3), np.float32), "b.num_batches_tracked": np.array(1)}
   np.savez(tmp_path / "w.npz", **sd)
-  got = pretrained.read_state_dict(tmp_path / "w.npz")
+  got = state_dict_lib.read_state_dict(tmp_path / "w.npz")
   assert got.keys() == sd.keys()
   np.testing.assert_array_equal(got["a.weight"], sd["a.weight"])
   with pytest.raises(ValueError, match="Unknown state-dict format"):
-    pretrained.read_state_dict(tmp_path / "w.h5")
+    state_dict_lib.read_state_dict(tmp_path / "w.h5")
 
 
 def test_read_safetensors(tmp_path):
   safetensors_numpy = pytest.importorskip("safetensors.numpy")
   sd = {"conv1.weight": np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)}
   safetensors_numpy.save_file(sd, str(tmp_path / "w.safetensors"))
-  got = pretrained.read_state_dict(tmp_path / "w.safetensors")
+  got = state_dict_lib.read_state_dict(tmp_path / "w.safetensors")
   np.testing.assert_array_equal(got["conv1.weight"], sd["conv1.weight"])
 
 
@@ -202,7 +205,7 @@ def test_pth_without_torch_says_what_to_do(tmp_path):
     pass
   (tmp_path / "w.pth").write_bytes(b"")
   with pytest.raises(ImportError, match="npz"):
-    pretrained.read_state_dict(tmp_path / "w.pth")
+    state_dict_lib.read_state_dict(tmp_path / "w.pth")
 
 
 # ---------------------------------------------------------------- against PyTorch itself
@@ -323,8 +326,8 @@ def _nchw_np(x_nhwc):
 def _resnet50_pair():
   torch = pytest.importorskip("torch")
   net = _randomise(torch, _torch_resnet(torch, (3, 4, 6, 3), True, 1000))
-  model = pretrained.torchvision_to_flax(_state_dict_np(net),
-                                         abstract("resnet50", input_size=224))
+  model = torchvision_resnet.torchvision_to_flax(_state_dict_np(net),
+                                                 abstract("resnet50", input_size=224))
   return torch, net, model
 
 
@@ -371,7 +374,7 @@ def test_small_resnets_match_torch(name, stages, bottleneck, width, size, channe
   small = size < 64
   net = _randomise(torch, _torch_resnet(torch, stages, bottleneck, 10, in_channels=channels,
                                         width=width, small_input=small), seed=5)
-  model = pretrained.torchvision_to_flax(
+  model = torchvision_resnet.torchvision_to_flax(
       _state_dict_np(net), abstract(name, 10, input_size=size, in_channels=channels))
   x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(4))
   with torch.no_grad():
@@ -386,8 +389,8 @@ def test_train_mode_batchnorm_matches_torch():
   torch = pytest.importorskip("torch")
   net = _randomise(torch, _torch_resnet(torch, (1, 1, 1, 1), False, 10, width=16,
                                         small_input=True), seed=6)
-  model = pretrained.torchvision_to_flax(_state_dict_np(net),
-                                         abstract("resnet_tiny", 10, input_size=32))
+  model = torchvision_resnet.torchvision_to_flax(_state_dict_np(net),
+                                                 abstract("resnet_tiny", 10, input_size=32))
   x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(7))
   net.train()
   with torch.no_grad():
@@ -406,15 +409,15 @@ def test_pth_file_round_trip(tmp_path):
                                         small_input=True), seed=8)
   torch.save({"state_dict": {"module." + k: v for k, v in net.state_dict().items()}},
              tmp_path / "w.pth")
-  model = pretrained.load_torchvision_resnet(tmp_path / "w.pth",
-                                             abstract("resnet_tiny", 10, input_size=32))
+  model = torchvision_resnet.load_torchvision_resnet(tmp_path / "w.pth",
+                                                     abstract("resnet_tiny", 10, input_size=32))
   np.testing.assert_array_equal(model.layer4[0].downsample.bn.var[...],
                                 net.layer4[0].downsample[1].running_var.numpy())
 
 
 def test_loaded_weights_do_not_alias_the_state_dict():
-  sd = pretrained.flax_to_torchvision(tiny())
-  model = pretrained.torchvision_to_flax(sd, abstract("resnet_tiny", 10, input_size=32))
+  sd = torchvision_resnet.flax_to_torchvision(tiny())
+  model = torchvision_resnet.torchvision_to_flax(sd, abstract("resnet_tiny", 10, input_size=32))
   before = np.asarray(model.bn1.mean[...]).copy()
   sd["bn1.running_mean"] += 1.0  # as torch's in-place BatchNorm update would
   np.testing.assert_array_equal(model.bn1.mean[...], before)

@@ -399,7 +399,7 @@ def test_instrument_arguments_are_refused_before_any_work(reference, tmp_path):
 def test_weights_with_a_checksum_in_their_name_are_verified_before_use(tmp_path):
   import hashlib  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from transjax import pretrained  # pylint: disable=import-outside-toplevel
+  from transjax.weights import state_dict as pretrained  # pylint: disable=import-outside-toplevel
   plain = tmp_path / "plain.npz"
   np.savez(plain, **{"fc.weight": np.ones((2, 3), np.float32)})
   digest = hashlib.sha256(plain.read_bytes()).hexdigest()
@@ -416,7 +416,7 @@ def test_weights_with_a_checksum_in_their_name_are_verified_before_use(tmp_path)
 
 def test_a_pickle_in_a_pth_is_one_line_without_advice_to_run_it(tmp_path):
   torch = pytest.importorskip("torch")
-  from transjax import pretrained  # pylint: disable=import-outside-toplevel
+  from transjax.weights import state_dict as pretrained  # pylint: disable=import-outside-toplevel
   path = tmp_path / "weights.pth"
   torch.save({"w": torch.zeros(2), "extra": pathlib.PurePosixPath("x")}, path)
   with pytest.raises(ValueError, match="pickled Python objects") as e:

@@ -13,10 +13,10 @@ from tests.train_helpers import tiny_config
 from transjax import checkpoint as ckpt
 from transjax import config as config_lib
 from transjax import params as params_lib
-from transjax import pretrained as pretrained_lib
 from transjax import runs
 from transjax import train
 from transjax.data import DatasetNotFoundError
+from transjax.weights import state_dict as pretrained_lib
 
 
 def _metrics(workdir):

@@ -15,10 +15,10 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from transjax import imagenet
 from transjax import results as results_lib
 from transjax.data import spec as data_spec_lib
 from transjax.models import HEAD_KINDS, MODEL_NAMES
+from transjax.weights import named as imagenet
 
 MODES = ("scratch", "fixed", "finetune")
 SCHEDULES = ("constant", "step")

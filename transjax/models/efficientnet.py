@@ -5,13 +5,13 @@ squeeze-and-excitation, and the stem (32 channels) and head (1280 channels) kept
 when the width multiplier scales the network, as are the repeats of the first and last
 stage. Lite0 is the B0 block table unscaled (16 MBConv blocks, 4,652,008 parameters with
 a 1000-class head). Conventions of the TensorFlow original, which the ImageNet weights of
-`transjax.efficientnet_weights` need:
+`transjax.weights.efficientnet_pytorch` need:
 
 - TF "SAME" padding: a stride-2 conv on an even input pads one pixel more at the bottom
   and right than at the top and left (not torch's symmetric padding);
 - BatchNorm eps 1e-3, momentum 0.99 (TF's values; in torch terms momentum 0.01);
 - inputs scaled as (x - 127) / 128 for x in [0, 255], which on transjax's [0, 1] pixel
-  scale is mean 127/255 and std 128/255 (`transjax.imagenet.INPUT_MEAN`, `INPUT_STD`);
+  scale is mean 127/255 and std 128/255 (`transjax.weights.named.INPUT_MEAN`, `INPUT_STD`);
 - convs without bias, each followed by BatchNorm; ReLU6 after the stem, the expansion,
   the depthwise conv and the head conv, none after the projection; the residual is
   added where a block keeps its stride 1 and its channel count.

@@ -3,7 +3,7 @@
 torchvision's ResNet "v1.5": the bottleneck strides on its 3x3 conv2, convs have no bias,
 BatchNorm uses momentum 0.1 (0.9 in Flax terms) and eps 1e-5, convs are initialised
 Kaiming-normal (fan_out, ReLU gain) and BatchNorm with scale 1 and bias 0. Attribute names
-follow torchvision so `transjax.pretrained` maps a state dict one to one:
+follow torchvision so `transjax.weights.torchvision_resnet` maps a state dict one to one:
 
     conv1, bn1, layer1..layer4 (nnx.List of blocks), fc
     block: conv1, bn1, conv2, bn2[, conv3, bn3][, downsample.conv, downsample.bn]

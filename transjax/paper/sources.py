@@ -26,9 +26,9 @@ import os
 import ml_collections
 
 from transjax import config as config_lib
-from transjax import imagenet
 from transjax.config import data_spec, training_defaults
 from transjax.paper import common, overrides
+from transjax.weights import named as imagenet
 
 SOURCE_NAMES = ("mnist", "mnist_upside_down", "fashion_mnist", "cifar_real", "cifar_colour")
 PRESETS = ("smoke", "quick", "full")
@@ -129,7 +129,7 @@ def source_config(name: str, preset: str) -> ml_collections.ConfigDict:
 # ------------------------------------------------------------------ imagenet preset
 
 IMAGENET_MODEL = "efficientnet_lite0"
-IMAGENET_WEIGHTS = imagenet.PREFIX + IMAGENET_MODEL   # transjax.imagenet resolves the name
+IMAGENET_WEIGHTS = imagenet.PREFIX + IMAGENET_MODEL   # transjax.weights.named resolves the name
 # 64 px: EfficientNet-Lite0's total stride of 32 leaves a 2x2 final map, its ImageNet features
 # still transfer (CIFAR-10 linear probe 0.56, against 0.66 at 96 px and 0.11 for random
 # weights), and a training step runs at ~69 images/s on 2 CPU cores against ~29 at 96 px

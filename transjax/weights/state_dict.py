@@ -1,18 +1,18 @@
-"""torchvision ResNet weights <-> `transjax.models.resnet` (NHWC Flax NNX).
+"""PyTorch state dicts, whatever the architecture: reading them, and loading one strictly.
 
-    model = build_model("resnet50", num_classes=196, input_size=224)
-    load_torchvision_resnet("resnet50-0676ba61.pth", model, skip_head=True)
+    raw = read_state_dict("resnet50-0676ba61.pth")   # torch name -> numpy array
+    load_state_dict(raw, model, name_of=torch_name, head_prefix="fc")   # in place
 
 State dicts are read from a PyTorch `.pth`/`.pt` file (needs torch; loaded with
-`weights_only=True`), or from the same tensors saved as `.npz` or `.safetensors` (keys are
-torchvision state-dict names, values arrays in torch layout). The mapping is complete and
+`weights_only=True`, so no pickled code runs), or from the same tensors saved as `.npz` or
+`.safetensors` (keys are torch state-dict names, values arrays in torch layout). A file
+whose name carries a sha256 prefix is verified before it is read. Loading is complete and
 strict: every tensor of the model must be in the dict and every tensor of the dict must be
-used (`num_batches_tracked` is ignored), or a `WeightMismatchError` lists all problems.
+used (`num_batches_tracked` is ignored), or one `WeightMismatchError` lists all problems.
 
-Layouts: conv weight OIHW -> kernel HWIO; linear weight (out, in) -> kernel (in, out);
-BatchNorm weight -> scale, bias -> bias, running_mean -> mean, running_var -> var.
-Names: "layer3.0.downsample.0.weight" <-> "layer3/0/downsample/conv/kernel",
-"layer3.0.downsample.1.*" <-> "layer3/0/downsample/bn/*", otherwise dots <-> slashes.
+Layouts: conv weight OIHW <-> kernel HWIO; linear weight (out, in) <-> kernel (in, out).
+How torch names map to Flax paths is each layout's own (`torchvision_resnet`,
+`efficientnet_pytorch`): they pass it in as `name_of`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,7 @@ from flax import nnx
 
 from transjax.params import path_str
 
-HEAD_PREFIX = "fc"
-_IGNORED_SUFFIX = "num_batches_tracked"
-_LEAF_TO_TORCH = {"scale": "weight", "bias": "bias", "mean": "running_mean",
-                  "var": "running_var"}
-_MODULE_TO_TORCH = {"conv": "0", "bn": "1"}  # inside "downsample"
+IGNORED_SUFFIX = "num_batches_tracked"  # BatchNorm's step counter: no Flax tensor holds it
 
 
 class WeightMismatchError(ValueError):
@@ -79,19 +75,6 @@ def verify_checksum(path: str | os.PathLike) -> None:
         "(or reinstall the package that ships it).")
 
 
-def torch_name(flax_path: str) -> str:
-  """"layer1/0/downsample/conv/kernel" -> "layer1.0.downsample.0.weight"."""
-  parts = flax_path.split("/")
-  *modules, leaf = parts
-  out = []
-  for i, part in enumerate(modules):
-    if i > 0 and modules[i - 1] == "downsample" and part in _MODULE_TO_TORCH:
-      part = _MODULE_TO_TORCH[part]
-    out.append(part)
-  out.append("weight" if leaf == "kernel" else _LEAF_TO_TORCH.get(leaf, leaf))
-  return ".".join(out)
-
-
 def to_torch_layout(flax_path: str, array: np.ndarray) -> np.ndarray:
   """A Flax leaf in torch layout (conv HWIO -> OIHW, dense (in, out) -> (out, in))."""
   array = np.asarray(array)
@@ -124,44 +107,14 @@ def _model_leaves(model: nnx.Module) -> list[tuple[str, tuple[int, ...]]]:
           for p, x in jax.tree_util.tree_leaves_with_path(state)]
 
 
-def flax_to_torchvision(model: nnx.Module, *,
-                        num_batches_tracked: bool = True) -> dict[str, np.ndarray]:
-  """The model's weights and BatchNorm statistics as a torchvision-style state dict.
-
-  Args:
-    model: a `transjax.models.resnet.ResNet` (any NNX model with these names works).
-    num_batches_tracked: add a zero int64 `*.num_batches_tracked` per BatchNorm, as
-      torchvision's `load_state_dict(strict=True)` expects.
-
-  Returns:
-    torch name -> numpy array in torch layout, in the model's pytree order.
-  """
-  state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
-  out: dict[str, np.ndarray] = {}
-  for p, x in jax.tree_util.tree_leaves_with_path(state):
-    path = path_str(p)
-    name = torch_name(path)
-    out[name] = np.array(to_torch_layout(path, np.asarray(x)))  # writable, unaliased
-    if num_batches_tracked and path.endswith("/var"):
-      out[name.rsplit(".", 1)[0] + "." + _IGNORED_SUFFIX] = np.zeros((), np.int64)
-  return out
-
-
-def save_state_dict_npz(model: nnx.Module, path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Writes `flax_to_torchvision(model)` to an `.npz` file and returns the dict."""
-  state_dict = flax_to_torchvision(model)
-  np.savez(path, **state_dict)
-  return state_dict
-
-
 def load_state_dict(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
                     name_of: Callable[[str], str], head_prefix: str, skip_head: bool = False,
                     order: Callable[[str], Any] | None = None,
                     max_listed: int = 20) -> nnx.Module:
   """Loads a torch state dict into `model` IN PLACE, strictly, and returns it.
 
-  The one strict loader behind every torch layout transjax reads (torchvision ResNets
-  here, EfficientNet-PyTorch in `transjax.efficientnet_weights`).
+  The one strict loader behind every torch layout transjax reads (torchvision ResNets in
+  `torchvision_resnet`, EfficientNet-PyTorch in `efficientnet_pytorch`).
 
   Args:
     state_dict: torch name -> array in torch layout; `*.num_batches_tracked` is ignored.
@@ -189,7 +142,7 @@ def load_state_dict(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
       continue
     expected[name] = (path, shape)
   given = {k: v for k, v in state_dict.items()
-           if not k.endswith("." + _IGNORED_SUFFIX) and not (skip_head and is_head(k))}
+           if not k.endswith("." + IGNORED_SUFFIX) and not (skip_head and is_head(k))}
 
   problems = []
   for name, (path, shape) in expected.items():
@@ -235,29 +188,6 @@ def load_state_dict(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
 
   nnx.update(model, jax.tree_util.tree_map_with_path(replace, state))
   return model
-
-
-def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], model: nnx.Module, *,
-                        skip_head: bool = False) -> nnx.Module:
-  """Loads a torchvision ResNet state dict into `model` IN PLACE and returns it.
-
-  Args:
-    state_dict: torch name -> array (numpy, or anything `np.asarray` takes) in torch
-      layout. `*.num_batches_tracked` entries are ignored.
-    model: the Flax model to fill (its Params and BatchStats are replaced).
-    skip_head: leave `model.fc` as initialised (a new head, e.g. for another number of
-      classes) and ignore every `fc.*` tensor of the dict.
-
-  Returns:
-    `model`, updated in place.
-
-  Raises:
-    WeightMismatchError: some model tensor is missing from the dict, some dict tensor has
-      no place in the model, or shapes differ; the message lists them (see
-      `load_state_dict`).
-  """
-  return load_state_dict(state_dict, model, name_of=torch_name, head_prefix=HEAD_PREFIX,
-                         skip_head=skip_head)
 
 
 def _to_numpy(value) -> np.ndarray:
@@ -323,9 +253,3 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   for k, v in raw.items():
     out[k[len("module."):] if k.startswith("module.") else k] = _to_numpy(v)
   return out
-
-
-def load_torchvision_resnet(path: str | os.PathLike, model: nnx.Module, *,
-                            skip_head: bool = False) -> nnx.Module:
-  """`torchvision_to_flax(read_state_dict(path), model, skip_head=skip_head)`: in place."""
-  return torchvision_to_flax(read_state_dict(path), model, skip_head=skip_head)

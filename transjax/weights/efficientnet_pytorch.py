@@ -13,8 +13,8 @@ The key layout is EfficientNet-PyTorch's (lukemelas/EfficientNet-PyTorch, which 
     _conv_head, _bn1                          <-> head_conv/conv, head_conv/bn
     _fc                                       <-> fc
 
-Tensor layouts and the strict checking (every tensor named, with both shapes, in one
-`transjax.pretrained.WeightMismatchError`) are `transjax.pretrained`'s; a depthwise
+Reading files, tensor layouts and the strict checking (every tensor named, with both shapes,
+in one `WeightMismatchError`) are `state_dict`'s; a depthwise
 kernel (C, 1, k, k) becomes the (k, k, 1, C) HWIO kernel of `feature_group_count = C`.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 from flax import nnx
 
-from transjax import pretrained
+from transjax.weights import state_dict as state_dict_lib
 
 HEAD_PREFIX = "_fc"
 _TOP = {"stem/conv": "_conv_stem", "stem/bn": "_bn0", "head_conv/conv": "_conv_head",
@@ -88,13 +88,14 @@ def efficientnet_to_flax(state_dict: Mapping[str, np.ndarray], model: nnx.Module
       shapes involved (for another architecture's dict, its first tensors beside the
       model's).
   """
-  return pretrained.load_state_dict(state_dict, model, name_of=torch_name,
-                                    head_prefix=HEAD_PREFIX, skip_head=skip_head,
-                                    order=definition_order)
+  return state_dict_lib.load_state_dict(state_dict, model, name_of=torch_name,
+                                        head_prefix=HEAD_PREFIX, skip_head=skip_head,
+                                        order=definition_order)
 
 
 def load_efficientnet(path: str | os.PathLike, model: nnx.Module, *,
                       skip_head: bool = False) -> nnx.Module:
   """`efficientnet_to_flax(read_state_dict(path), model)`: `.pth` read with
   `torch.load(weights_only=True)`, so no pickled code runs; `.npz`/`.safetensors` too."""
-  return efficientnet_to_flax(pretrained.read_state_dict(path), model, skip_head=skip_head)
+  return efficientnet_to_flax(state_dict_lib.read_state_dict(path), model,
+                              skip_head=skip_head)
