@@ -179,3 +179,40 @@ def test_nothing_the_weights_package_imports_imports_it_back():
     path_to[name] = path
     todo += [(d, path + (d,)) for d in deps(name) if d not in seen]
   assert not [" -> ".join(path_to[n]) for n in seen if inside(n)]
+
+
+# The analysis packages split by idea (issue 30), each module importing only those
+# before it, none the package's __init__ (which re-exports them all).
+ANALYSIS_ORDERS = {
+    "transjax.analysis.hessian": ("operator", "basis", "trace", "lanczos", "power", "density"),
+    "transjax.analysis.landscape": ("directions", "points", "resume", "stats", "chunks",
+                                    "grid"),
+}
+
+
+def _package_modules_imported(path: pathlib.Path, package: str, modules) -> set[str]:
+  """The modules of `package` a file imports ("__init__" for the package itself)."""
+  parent, _, last = package.rpartition(".")
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module == parent:
+      found |= {"__init__" for a in node.names if a.name == last}
+    elif isinstance(node, ast.ImportFrom) and node.module == package:
+      found |= {a.name if a.name in modules else "__init__" for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + "."):
+      found.add(node.module[len(package) + 1:].split(".")[0])
+    elif isinstance(node, ast.Import):
+      found |= {(a.name[len(package) + 1:] or "__init__").split(".")[0] for a in node.names
+                if a.name == package or a.name.startswith(package + ".")}
+  return found
+
+
+@pytest.mark.parametrize("package", sorted(ANALYSIS_ORDERS))
+def test_the_analysis_packages_modules_import_one_way(package):
+  order = ANALYSIS_ORDERS[package]
+  root = ROOT.joinpath(*package.split("."))
+  assert sorted(p.stem for p in root.glob("*.py")) == sorted(order + ("__init__",))
+  offenders = {name: sorted(_package_modules_imported(root / f"{name}.py", package, order)
+                            - set(order[:i]))
+               for i, name in enumerate(order)}
+  assert not {k: v for k, v in offenders.items() if v}
