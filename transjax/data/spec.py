@@ -71,7 +71,8 @@ def build(spec: Any, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
   Args:
     spec: dict / ConfigDict with keys in `SPEC_KEYS` (or just a dataset name).
     data_dir: local data folder used when the spec's own `data_dir` is unset; else
-      `$TRANSJAX_DATA_DIR`.
+      `sources.find_data_dir()` ($TRANSJAX_DATA_DIR, then ../shared/data beside the
+      repository), the fallback every binary shares.
     seed: seed of the seeded transforms, unless the spec sets `seed`.
   """
   validate(spec)
@@ -79,7 +80,7 @@ def build(spec: Any, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
   image_size = spec.get("image_size")
   ds = sources.load(
       spec["name"], spec.get("split") or "train",
-      spec.get("data_dir") or data_dir,
+      spec.get("data_dir") or data_dir or sources.find_data_dir(),
       tfds_data_dir=spec.get("tfds_data_dir"),
       allow_download=bool(spec.get("allow_download", False)),
       verify_checksums=bool(spec.get("verify_checksums", True)),
