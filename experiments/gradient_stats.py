@@ -17,19 +17,21 @@ from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, gradients, validate
 
-_FLAGS = {}
-
 
 def _define_flags():
-  """Defined only when run as a program, so tests can import several binaries."""
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
   from configs import gradient_stats as canonical  # pylint: disable=import-outside-toplevel
-  _CONFIG, _WORKDIR = cli.define_run_flags(
+  run_flags = cli.define_run_flags(
       "configs/gradient_stats.py:<smoke|quick|full>; override fields with "
       "--config.layer=conv1 ...",
       "Folder for results.json and figures.",
       fields=cli.preset_fields(canonical.get_config))
-  _LAYER = flags.DEFINE_string("layer", None, "Layer to analyse; overrides config.layer.")
-  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER)
+  return dict(run_flags._asdict(),
+              layer=flags.DEFINE_string("layer", None, "Layer to analyse; overrides "
+                                        "config.layer."))
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 @workdir_lock.locked()
@@ -68,7 +70,7 @@ def main(argv):
   cli.setup_logging()
   cli.run_or_exit(distributed.initialize)  # several processes when a role is given
   with distributed.exit_at_once_on_failure():
-    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value, _FLAGS['layer'].value)
+    out = cli.run_or_exit(run, **_FLAGS.values())
   if not distributed.is_writer():
     return
   for name, r in out["runs"].items():
@@ -77,5 +79,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(main, flags_parser=cli.parse_flags)

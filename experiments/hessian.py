@@ -16,18 +16,18 @@ from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, hessian, validate
 
-_FLAGS = {}
-
 
 def _define_flags():
-  """Defined only when run as a program, so tests can import several binaries."""
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
   from configs import hessian as canonical  # pylint: disable=import-outside-toplevel
-  _CONFIG, _WORKDIR = cli.define_run_flags(
+  return cli.define_run_flags(
       "configs/hessian.py:<smoke|quick|full>; override fields with "
       "--config.checkpoints=a,b --config.top_k=20 ...",
       "Folder for results.json and eigenvalues.png.",
       fields=cli.preset_fields(canonical.get_config))
-  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 @workdir_lock.locked()
@@ -86,7 +86,7 @@ def main(argv):
   cli.setup_logging()
   cli.run_or_exit(distributed.initialize)  # several processes when a role is given
   with distributed.exit_at_once_on_failure():
-    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+    out = cli.run_or_exit(run, _FLAGS.config, _FLAGS.workdir)
   if not distributed.is_writer():
     return
   for r in out["runs"]:
@@ -95,5 +95,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(main, flags_parser=cli.parse_flags)

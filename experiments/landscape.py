@@ -22,22 +22,24 @@ from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import batchnorm, landscape, validate
 
-_FLAGS = {}
-
 
 def _define_flags():
-  """Defined only when run as a program, so tests can import several binaries."""
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
   from configs import landscape as canonical  # pylint: disable=import-outside-toplevel
-  _CONFIG, _WORKDIR = cli.define_run_flags(
+  run_flags = cli.define_run_flags(
       "configs/landscape.py:<smoke|quick|full>; override fields with "
       "--config.resolution=101 --config.eta=0.002 ...",
       "Folder for results.json and landscape.png.",
       fields=cli.preset_fields(canonical.get_config))
-  _LAYER = flags.DEFINE_string("layer", None, "Only move this layer (e.g. conv2 or "
-                               "layer3.0.conv2); overrides config.layer. 'all' = every layer.")
-  _CENTER = flags.DEFINE_string("center", None, "Centre of the grid: 'init', 'final' or a "
-                                "step; overrides config.which.")
-  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR, layer=_LAYER, center=_CENTER)
+  return dict(run_flags._asdict(),
+              layer=flags.DEFINE_string("layer", None, "Only move this layer (e.g. conv2 or "
+                                        "layer3.0.conv2); overrides config.layer. 'all' = "
+                                        "every layer."),
+              center=flags.DEFINE_string("center", None, "Centre of the grid: 'init', "
+                                         "'final' or a step; overrides config.which."))
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 @workdir_lock.locked()
@@ -95,8 +97,7 @@ def main(argv):
   cli.setup_logging()
   cli.run_or_exit(distributed.initialize)  # several processes when a role is given
   with distributed.exit_at_once_on_failure():
-    out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value,
-                          _FLAGS['layer'].value, _FLAGS['center'].value)
+    out = cli.run_or_exit(run, **_FLAGS.values())
   if not distributed.is_writer():
     return
   losses = np.array([[np.nan if v is None else v for v in row] for row in out["losses"]]
@@ -107,5 +108,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(main, flags_parser=cli.parse_flags)

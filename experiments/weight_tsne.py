@@ -19,16 +19,16 @@ from transjax import results as results_lib
 from transjax import runs as runs_lib
 from transjax.analysis import embedding
 
-_FLAGS = {}
-
 
 def _define_flags():
-  """Defined only when run as a program, so tests can import several binaries."""
-  _CONFIG, _WORKDIR = cli.define_run_flags(
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
+  return cli.define_run_flags(
       "configs/weight_tsne.py:<smoke|quick|full>; override fields with "
       "--config.checkpoints=a,b,c --config.perplexity=5 ...",
       "Folder for results.json and tsne.png.")
-  _FLAGS.update(config=_CONFIG, workdir=_WORKDIR)
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 @workdir_lock.locked()
@@ -66,11 +66,11 @@ def run(config, workdir: str) -> dict:
 def main(argv):
   del argv
   cli.setup_logging()
-  out = cli.run_or_exit(run, _FLAGS['config'].value, _FLAGS['workdir'].value)
+  out = cli.run_or_exit(run, _FLAGS.config, _FLAGS.workdir)
   for name, (x, y) in zip(out["runs"], out["embedding"]):
     print(f"{name}: ({x:.2f}, {y:.2f})")
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(main, flags_parser=cli.parse_flags)
