@@ -8,6 +8,7 @@ from transjax import cli
 from transjax import config as config_lib
 from transjax import distributed
 from transjax import train
+from transjax import train_callbacks
 
 
 def binary_flags(config_help: str) -> cli.BinaryFlags:
@@ -38,7 +39,7 @@ def run(config, workdir: str) -> None:
   # variables, a detected cluster); a failure in any process ends it at once.
   cli.run_or_exit(distributed.initialize)
   with distributed.exit_at_once_on_failure():
-    results = cli.run_or_exit(train.train, config, workdir)
+    results = cli.run_or_exit(train.train, config, workdir, train_callbacks.standard())
   if not distributed.is_writer():
     return
   f = results["final"]

@@ -72,9 +72,9 @@ class _TermAt:
 
 
 def _worker_train(outdir: str, kill: bool = False, term: bool = False) -> None:
-  from transjax import cli, train  # pylint: disable=import-outside-toplevel
+  from transjax import cli, train, train_callbacks  # pylint: disable=import-outside-toplevel
   config = _tiny_training_config()
-  callbacks = [_KillAt(2)] if kill else [_TermAt(3)] if term else []
+  callbacks = train_callbacks.standard() + ([_KillAt(2)] if kill else [_TermAt(3)] if term else [])
   # As the binaries run it: a signal ends in one line and status 128 + signal.
   cli.run_or_exit(train.train, config, os.path.join(outdir, "run"), callbacks)
 

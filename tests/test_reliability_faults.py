@@ -25,7 +25,7 @@ from tests.conftest import ROOT
 from tests.test_reliability import _assert_one_line_user_error, _env, _run_all, _snapshot
 from transjax import config as config_lib
 from transjax import results as results_lib
-from transjax import train, workdir_lock
+from transjax import train, train_callbacks, workdir_lock
 from transjax.analysis import validate
 
 SMOKE = "--config=configs/lenet_mnist.py:smoke"
@@ -43,7 +43,7 @@ def _smoke_config():
 def reference(tmp_path_factory) -> pathlib.Path:
   """An uninterrupted smoke run (checkpoints 20, 40, 60), trained in this process."""
   workdir = tmp_path_factory.mktemp("reference") / "run"
-  train.train(_smoke_config(), str(workdir))
+  train.train(_smoke_config(), str(workdir), train_callbacks.standard())
   return workdir
 
 
@@ -53,7 +53,7 @@ def long_reference(tmp_path_factory) -> pathlib.Path:
   workdir = tmp_path_factory.mktemp("long_reference") / "run"
   config = _smoke_config()
   config.update(LONG_FIELDS)
-  train.train(config, str(workdir))
+  train.train(config, str(workdir), train_callbacks.standard())
   return workdir
 
 
@@ -130,7 +130,7 @@ def test_damaged_run_files_are_set_aside_and_the_run_resumes_with_the_same_numbe
   for name in ("truncated", "empty_step", "torn_line"):
     caplog.clear()
     with caplog.at_level("WARNING"):
-      train.train(_smoke_config(), str(cases[name]))
+      train.train(_smoke_config(), str(cases[name]), train_callbacks.standard())
     notices = _notices(caplog.text)
     _same_numbers(cases[name], reference)
     if name == "torn_line":
@@ -207,7 +207,8 @@ def test_a_full_disk_ends_in_one_line_and_a_rerun_resumes(reference, tmp_path):
   assert "Orbax" not in proc.stderr and len(proc.stderr.splitlines()) < 12, proc.stderr[-3000:]
   assert line.count("error:") == 1
   assert not (workdir / workdir_lock.LOCK_NAME).exists()
-  train.train(_smoke_config(), str(workdir))  # with room again (in this process: faster)
+  # With room again (in this process: faster).
+  train.train(_smoke_config(), str(workdir), train_callbacks.standard())
   _same_numbers(workdir, reference)
 
 
@@ -261,7 +262,7 @@ def test_a_signal_checkpoints_releases_the_lock_and_a_rerun_ends_the_same(
   config = _smoke_config()
   config.update(LONG_FIELDS)
   with caplog.at_level("INFO"):  # run again (in this process: its steps are compiled)
-    train.train(config, str(stopped))
+    train.train(config, str(stopped), train_callbacks.standard())
   assert f"from step {step} of 300" in caplog.text
   _same_numbers(stopped, long_reference)
   # The signal's extra checkpoint goes once the next scheduled one is written.

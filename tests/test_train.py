@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -15,6 +16,7 @@ from transjax import config as config_lib
 from transjax import params as params_lib
 from transjax import runs
 from transjax import train
+from transjax import train_callbacks
 from transjax.data import DatasetNotFoundError
 from transjax.weights import state_dict as pretrained_lib
 
@@ -30,7 +32,7 @@ def _metrics(workdir):
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("pre"))
-  train.train(tiny_config(), workdir)
+  train.train(tiny_config(), workdir, train_callbacks.standard())
   return workdir
 
 
@@ -56,7 +58,7 @@ def test_training_stops_at_the_convergence_criterion(pretrained, tmp_path, monke
 
   monkeypatch.setattr(train.convergence, "should_stop", criterion)
   workdir = str(tmp_path / "stopped")
-  out = train.train(tiny_config(stop_at_train_error=0.5), workdir)
+  out = train.train(tiny_config(stop_at_train_error=0.5), workdir, train_callbacks.standard())
   assert out["steps"] == 16 and seen == [(0.5, 8), (0.5, 16)]
   assert ckpt.checkpoint_steps(workdir)[-1] == 16
   evals = [r for r in _metrics(pretrained) if "test_error" in r]
@@ -75,8 +77,8 @@ def test_resume_after_a_kill_equals_uninterrupted(pretrained, tmp_path):
 
   workdir = str(tmp_path / "killed")
   with pytest.raises(KeyboardInterrupt):
-    train.train(tiny_config(), workdir, callbacks=[Kill()])
-  resumed = train.train(tiny_config(), workdir)
+    train.train(tiny_config(), workdir, callbacks=[*train_callbacks.standard(), Kill()])
+  resumed = train.train(tiny_config(), workdir, train_callbacks.standard())
   assert resumed["resumed_from_step"] == 16
   with open(os.path.join(pretrained, "results.json")) as f:
     straight = json.load(f)
@@ -232,7 +234,7 @@ def test_runs_that_agree_on_the_step_share_one_jitted_step(tmp_path):
     assert steps(base) is shared   # still cached (and the most recent again)
   # Two identical runs in one process (the second reuses the step) end identically.
   short = lambda: tiny_config(num_steps=8)
-  a, b = train.train(short(), str(tmp_path / "a")), train.train(short(), str(tmp_path / "b"))
+  a, b = (train.train(short(), str(tmp_path / d), train_callbacks.standard()) for d in "ab")
   assert a["final"] == b["final"] and a["deviation"] == b["deviation"]
 
 
@@ -263,3 +265,108 @@ def test_the_cpu_compiled_step_is_the_same_step():
   np.testing.assert_allclose(ours, ref, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+class _Recorder(train.RunCallback):
+  """A RunCallback that notes every call and adds one key where it may."""
+
+  def __init__(self):
+    self.calls = []
+
+  def begin(self, run):
+    self.calls.append(("begin", run.start_step, run.num_steps, run.workdir))
+    self.params0 = jax.tree.map(np.asarray, run.params0)
+
+  def evaluate(self, step, params, state):
+    self.calls.append(("evaluate", step))
+    return {"recorded_step": step}
+
+  def results(self, final):
+    self.calls.append(("results", final["step"], final["recorded_step"]))
+    return {"recorded": final["recorded_step"]}
+
+  def write(self, run, records, results):
+    self.calls.append(("write", len(records), results["recorded"]))
+    with open(os.path.join(run.workdir, "recorded.txt"), "w") as f:
+      f.write("written")
+
+
+def test_callbacks_are_called_as_their_protocol_says(tmp_path):
+  """Without callbacks the trainer logs losses and errors only (no deviation, no figure);
+  a RunCallback's hooks run in order, its keys land in the evaluations and results.json,
+  and a StepCallback's records in metrics.jsonl."""
+
+  class Every3:
+    def should_run(self, step):
+      return step % 3 == 0
+
+    def __call__(self, step, params, state):
+      return {"every3": step}
+
+  workdir = str(tmp_path / "bare")
+  rec = _Recorder()
+  out = train.train(tiny_config(num_steps=8, eval_every=4, checkpoint_every=4), workdir,
+                    [rec, Every3()])
+  assert not os.path.exists(os.path.join(workdir, train_callbacks.TRAINING_CURVES))
+  records = _metrics(workdir)
+  evals = [r for r in records if "test_error" in r]
+  assert [r["step"] for r in evals] == [0, 4, 8]
+  assert all("deviation_sum" not in r and r["recorded_step"] == r["step"] for r in evals)
+  assert [r["every3"] for r in records if "every3" in r] == [3, 6]
+  assert "deviation" not in out and list(out).index("recorded") == list(out).index("final") + 1
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(out))
+  assert rec.calls == [("begin", 0, 8, workdir), ("evaluate", 0), ("evaluate", 4),
+                       ("evaluate", 8), ("results", 8, 8), ("write", len(records), 8)]
+  assert (tmp_path / "bare" / "recorded.txt").read_text() == "written"
+  init = runs.load_run(workdir, "init").params
+  for x, y in zip(jax.tree.leaves(init), jax.tree.leaves(rec.params0)):
+    np.testing.assert_array_equal(np.asarray(x), y)
+
+
+def test_a_resumed_run_tells_its_callbacks_the_first_weights(pretrained, tmp_path):
+  """`begin` of a run resumed (here at its end) gets the weights of init/, not the
+  checkpoint's, and the standard callbacks give the uninterrupted run's results."""
+
+  class Start(train.RunCallback):
+    def begin(self, run):
+      self.start, self.params0 = run.start_step, jax.tree.map(np.asarray, run.params0)
+
+  workdir = tmp_path / "copy"
+  shutil.copytree(pretrained, workdir)
+  start = Start()
+  out = train.train(tiny_config(), str(workdir), [*train_callbacks.standard(), start])
+  assert out["resumed_from_step"] == 24 and start.start == 24
+  with open(os.path.join(pretrained, "results.json")) as f:
+    straight = json.load(f)
+  assert out["final"] == straight["final"] and out["deviation"] == straight["deviation"]
+  init = runs.load_run(pretrained, "init").params
+  for x, y in zip(jax.tree.leaves(init), jax.tree.leaves(start.params0)):
+    np.testing.assert_array_equal(np.asarray(x), y)
+
+
+def test_bad_callbacks_are_named(tmp_path):
+  class Clash(train.RunCallback):
+    def evaluate(self, step, params, state):
+      return {"test_loss": 0.0}
+
+  with pytest.raises(TypeError, match=r"callbacks\[1\] \(object\) is neither"):
+    train.train(tiny_config(), str(tmp_path / "w"), [Clash(), object()])
+  assert not (tmp_path / "w").exists()   # refused before the folder is made
+  with pytest.raises(ValueError, match=r"Clash.evaluate returned keys the trainer writes: "
+                                       r"\['test_loss'\]"):
+    train.train(tiny_config(num_steps=4), str(tmp_path / "w"), [Clash()])
+
+
+def test_the_steps_cache_can_be_inspected_and_cleared():
+  from transjax import functional, optim, weights  # pylint: disable=import-outside-toplevel
+  config = tiny_config()
+  graphdef, params, state = functional.split(weights.build_from_config(config, 10))
+  args = (graphdef, config, 10, optim.trainable_mask(config, params),
+          optim.trainable_mask(config, state))
+  first = train.jitted_steps(*args)
+  assert 1 <= len(train.STEPS_CACHE) <= train.STEPS_CACHE_SIZE
+  assert train.jitted_steps(*args) is first
+  train.STEPS_CACHE.clear()
+  assert len(train.STEPS_CACHE) == 0 and not train.STEPS_CACHE.keys()
+  assert train.jitted_steps(*args) is not first and len(train.STEPS_CACHE) == 1

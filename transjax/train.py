@@ -7,7 +7,9 @@ over a 1-D 'data' mesh and parameters are replicated, so the same code runs on o
 device or many accelerators.
 
 A run folder (`workdir`) holds config.json, metrics.jsonl, results.json, checkpoints/,
-init/ (the starting weights) and training_curves.png. Started again with the same
+init/ (the starting weights) and what the run's callbacks write (`RunCallback`; with
+`transjax.train_callbacks.standard()`, the deviation of the weights from the start in the
+evaluations and results.json, and training_curves.png). Started again with the same
 workdir, a run resumes from its last checkpoint and ends with the same numbers as an
 uninterrupted one: batches are a function of (seed, step), and the metrics log is cut
 back to the restored step. A checkpoint that cannot be read is set aside and the run
@@ -21,17 +23,20 @@ checkpoints (docs/multiprocess.md).
 
 Where the weights come from is `transjax.weights`; what trains and the optimiser are
 `transjax.optim`; the run's data is `transjax.data.run_data`.
+
+The trainer depends only downward (the weights, optimiser, data, checkpoints): what is
+measured besides losses and errors, and every figure, is a callback of its caller's.
 """
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -42,18 +47,17 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from transjax import checkpoint as ckpt
+from transjax import compiled_cache
 from transjax import config as config_lib
 from transjax import convergence
 from transjax import distributed
 from transjax import functional
 from transjax import interrupts
 from transjax import params as params_lib
-from transjax import plotting
 from transjax import results as results_lib
 from transjax import sharding
 from transjax import weights as weights_lib
 from transjax import workdir_lock
-from transjax.analysis import deviation as deviation_lib
 from transjax.data import Dataset, batching
 from transjax.data.run_data import RunData, load_data
 from transjax.optim import make_optimizer, trainable_mask
@@ -221,15 +225,29 @@ def evaluate(eval_step: Callable, params, state, ds: Dataset, *, batch_size: int
 CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
+def _train_compiler_options() -> dict[str, Any] | None:
+  return CPU_TRAIN_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+
+
 def jit_train_step(step_fn: Callable) -> Callable:
   """The jitted training step `train` runs: its state argument donated, and on CPU
   compiled with `CPU_TRAIN_COMPILER_OPTIONS`."""
-  options = CPU_TRAIN_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-  return jax.jit(step_fn, donate_argnums=(0,), compiler_options=options)
+  return jax.jit(step_fn, donate_argnums=(0,), compiler_options=_train_compiler_options())
 
 
-_STEPS_CACHE: collections.OrderedDict = collections.OrderedDict()
 STEPS_CACHE_SIZE = 4
+# The jitted steps of the runs of this process (`jitted_steps`): module-level, so it lives
+# as long as the process; `STEPS_CACHE.clear()` drops them, `len(STEPS_CACHE)` and
+# `STEPS_CACHE.keys()` show what is held.
+STEPS_CACHE: compiled_cache.CompiledCache[
+    tuple[optax.GradientTransformation, Callable, Callable]] = compiled_cache.CompiledCache(
+        "transjax.train steps", STEPS_CACHE_SIZE)
+
+
+def _canonical_json(value: Any) -> str:
+  """One string per value: JSON with sorted keys at every level, NaN and Infinity kept
+  apart, anything JSON cannot write by its repr."""
+  return json.dumps(value, sort_keys=True, default=repr)
 
 
 def jitted_steps(graphdef, config: ml_collections.ConfigDict, num_steps: int, mask: Any,
@@ -241,23 +259,24 @@ def jitted_steps(graphdef, config: ml_collections.ConfigDict, num_steps: int, ma
   process that agree on all of them (the seeds and modes of a paper table, the targets of
   one pretrained network) reuse one jitted function, and with it JAX's compiled
   executables: a ResNet-50 step is then neither traced nor compiled (or read from the
-  persistent cache) again. The last `STEPS_CACHE_SIZE` are kept.
+  persistent cache) again. They are kept in `STEPS_CACHE` (the last `STEPS_CACHE_SIZE`),
+  keyed on exactly those inputs: the optimiser settings as canonical JSON
+  (`make_optimizer` reads `config.optim` only), the masks as tree structure and leaves,
+  and the compiler options the step is jitted with.
   """
   masks = tuple((jax.tree.structure(m), tuple(bool(x) for x in jax.tree.leaves(m)))
                 for m in (mask, state_mask))
-  key = (graphdef, config.mode == "fixed", repr(sorted(results_lib.to_jsonable(config.optim).items())),
-         int(num_steps), masks)
-  if key in _STEPS_CACHE:
-    _STEPS_CACHE.move_to_end(key)
-    return _STEPS_CACHE[key]
-  loss_fn = functional.make_loss_fn(graphdef, frozen_features=config.mode == "fixed")
-  tx = make_optimizer(config, num_steps, mask)
-  steps = (tx, jit_train_step(make_train_step(loss_fn, tx, state_mask)),
-           jax.jit(make_eval_step(loss_fn)))
-  _STEPS_CACHE[key] = steps
-  while len(_STEPS_CACHE) > STEPS_CACHE_SIZE:
-    _STEPS_CACHE.popitem(last=False)
-  return steps
+  options = _train_compiler_options()
+  key = (graphdef, config.mode == "fixed", _canonical_json(config.optim.to_dict()),
+         int(num_steps), masks, None if options is None else _canonical_json(options))
+
+  def build():
+    loss_fn = functional.make_loss_fn(graphdef, frozen_features=config.mode == "fixed")
+    tx = make_optimizer(config, num_steps, mask)
+    return (tx, jit_train_step(make_train_step(loss_fn, tx, state_mask)),
+            jax.jit(make_eval_step(loss_fn)))
+
+  return STEPS_CACHE.get(key, build)
 
 
 def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
@@ -271,7 +290,100 @@ def _round_up(x: int, k: int) -> int:
   return -(-x // k) * k
 
 
-Callback = Any  # has should_run(step) -> bool and __call__(step, params, state) -> dict
+# ------------------------------------------------------------------------ callbacks
+#
+# The trainer computes the loss and error of its evaluations and nothing else: what a run
+# measures besides (the deviation of the weights, gradient variations) and the figures it
+# draws are callbacks its caller registers (`transjax.train_callbacks.standard()` are
+# those of a standard run). Two kinds, told apart by what they implement; one object may
+# be both. Every process of a multi-process run calls them alike, except `write`.
+
+
+@runtime_checkable
+class StepCallback(Protocol):
+  """Measures something every few steps: a record of its own in metrics.jsonl.
+
+  After every step `done` (1, 2, ...: the number of steps taken) the trainer asks
+  `should_run(done)` (cheap: called every step) and, when true, calls
+  `cb(done, params, state)` with the current parameters and BatchNorm statistics (jax
+  arrays, replicated over the mesh; not to be kept past the call: the next step donates
+  them). The mapping it returns is logged as one record `{"step": done, **mapping}`
+  (JSON-able values). It may raise to stop the run (the state of the last checkpoint
+  stays).
+  """
+
+  def should_run(self, step: int) -> bool: ...
+
+  def __call__(self, step: int, params: Any, state: Any) -> Mapping[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What a `RunCallback` is told of the run at its start."""
+  config: ml_collections.ConfigDict
+  workdir: str                # the run folder (absolute)
+  data: RunData
+  num_steps: int              # the schedule's length
+  start_step: int             # 0, or the checkpoint step it resumed from
+  params0: Any                # the weights the run started from (replicated over the mesh)
+
+
+class RunCallback:
+  """Adds metrics to the evaluations, keys to results.json and files to the run folder.
+
+  Subclass and override what you need; each hook does nothing by default. Called, in order:
+
+  * `begin(run)`: once per `train` call, before the first evaluation, when the starting
+    weights are known (restored from init/ on a resume).
+  * `evaluate(step, params, state)`: at each evaluation (step 0 of a fresh run, every
+    `config.eval_every` steps and the last); its mapping is merged into that evaluation's
+    metrics.jsonl record after the trainer's keys (which it may not reuse).
+  * `results(final)`: once, at the end; `final` is the last evaluation record (with the
+    keys `evaluate` added, possibly from an earlier call that the run resumed); its
+    mapping is merged into results.json after "final" (the trainer's keys not reused).
+  * `write(run, records, results)`: in process 0 only, after results.json is written,
+    with every metrics record of the run and its results; writes files in `run.workdir`.
+
+  A callback serves one run at a time (`begin` starts it afresh).
+  """
+
+  def begin(self, run: Run) -> None:
+    del run
+
+  def evaluate(self, step: int, params: Any, state: Any) -> Mapping[str, Any]:
+    del step, params, state
+    return {}
+
+  def results(self, final: Mapping[str, Any]) -> Mapping[str, Any]:
+    del final
+    return {}
+
+  def write(self, run: Run, records: Sequence[Mapping[str, Any]],
+            results: Mapping[str, Any]) -> None:
+    del run, records, results
+
+
+Callback = StepCallback | RunCallback
+
+
+def _split_callbacks(callbacks: Sequence[Callback]
+                     ) -> tuple[list[StepCallback], list[RunCallback]]:
+  steps = [cb for cb in callbacks if isinstance(cb, StepCallback)]
+  runs = [cb for cb in callbacks if isinstance(cb, RunCallback)]
+  for i, cb in enumerate(callbacks):
+    if not isinstance(cb, (StepCallback, RunCallback)):
+      raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) is neither a StepCallback "
+                      "(should_run and __call__) nor a RunCallback (transjax.train).")
+  return steps, runs
+
+
+def _merged(record: dict[str, Any], extra: Mapping[str, Any], cb: RunCallback, what: str,
+            reserved: Sequence[str] = ()) -> None:
+  """`record` updated with what `cb.<what>` returned, none of whose keys the trainer's."""
+  clash = sorted((set(record) | set(reserved)) & set(extra))
+  if clash:
+    raise ValueError(f"{type(cb).__name__}.{what} returned keys the trainer writes: {clash}.")
+  record.update(extra)
 
 
 @workdir_lock.locked()
@@ -279,12 +391,16 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           callbacks: Sequence[Callback] = (), *, data: RunData | None = None) -> dict[str, Any]:
   """Trains per `config` into `workdir` (resuming what is there); returns results.json.
 
+  `callbacks`: `StepCallback`s and `RunCallback`s, called as those classes say; the
+  trainer alone logs losses and errors (`transjax.train_callbacks.standard()` adds the
+  deviation of the weights and training_curves.png of a standard run).
   `data`: `load_data(config)` when the caller already has it (a callback built from the
   same data), so it is not read twice. The workdir is locked for the call
   (`transjax.workdir_lock`): a second process on the same folder is refused before
   anything in it changes.
   """
   config_lib.validate(config)
+  step_callbacks, run_callbacks = _split_callbacks(callbacks)
   workdir = results_lib.ensure_workdir(workdir)
   config_path = os.path.join(workdir, "config.json")
   config_dict = results_lib.to_jsonable(config)
@@ -316,12 +432,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   mask = trainable_mask(config, params0)
   state_mask = trainable_mask(config, state0)
   tx, step_fn, eval_step = jitted_steps(graphdef, config, num_steps, mask, state_mask)
-  n_train = len(data.train)
-
-  deviation_fn = jax.jit(lambda p, p0: deviation_lib.deviation(p, p0, n_train))
-
-  def dev(params):
-    return deviation_lib.to_floats(deviation_fn(params, params0))
 
   def eval_record(ts) -> dict[str, Any]:
     p, s = ts["params"], ts["state"]
@@ -330,11 +440,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     tr = evaluate(eval_step, p, s, data.train, batch_size=eval_batch, mean=data.mean,
                   std=data.std, data_sharding=data_sharding,
                   max_examples=config.data.max_eval_train)
-    d = dev(p)
-    return {"step": int(ts["step"]), "test_loss": test["loss"], "test_error": test["error"],
-            "train_eval_loss": tr["loss"], "train_eval_error": tr["error"],
-            "deviation_last": d["last_layer"], "deviation_sum": d["sum"],
-            "deviation": d["per_layer"]}
+    record = {"step": int(ts["step"]), "test_loss": test["loss"], "test_error": test["error"],
+              "train_eval_loss": tr["loss"], "train_eval_error": tr["error"]}
+    for cb in run_callbacks:
+      _merged(record, cb.evaluate(record["step"], p, s), cb, "evaluate")
+    return record
 
   log = (results_lib.MetricsLog if distributed.is_writer() else _UnwrittenLog)(
       os.path.join(workdir, "metrics.jsonl"))
@@ -363,6 +473,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     # device, and JAX does not move that to another process's devices.
     params0 = distributed.replicate(jax.tree.map(jnp.copy, params0), mesh)
     ts = distributed.replicate(jax.tree.map(jnp.copy, ts), mesh)
+    run = Run(config=config, workdir=workdir, data=data, num_steps=num_steps,
+              start_step=start, params0=params0)
+    for cb in run_callbacks:
+      cb.begin(run)
     if start == 0:
       log.append(eval_record(ts))
 
@@ -393,7 +507,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                                                          config.batch_size))
       pending.append(metrics)
       done = step + 1
-      for cb in callbacks:
+      for cb in step_callbacks:
         if cb.should_run(done):
           log.append({"step": done, **cb(done, ts["params"], ts["state"])})
       if done % config.log_every and done != num_steps:
@@ -450,13 +564,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       "steps": int(final["step"]) if final else num_steps,
       "final": {"train_loss": final["train_eval_loss"], "train_error": final["train_eval_error"],
                 "test_loss": final["test_loss"], "test_error": final["test_error"]},
-      "deviation": {"last_layer": final["deviation_last"], "sum": final["deviation_sum"],
-                    "per_layer": final["deviation"]},
-      "data": data.describe(), "wall_time_s_this_call": wall,
-      "resumed_from_step": start or None,
   }
+  tail = {"data": data.describe(), "wall_time_s_this_call": wall,
+          "resumed_from_step": start or None}
+  for cb in run_callbacks:
+    _merged(results, cb.results(final), cb, "results", reserved=tuple(tail))
+  results.update(tail)
   if distributed.is_writer():
     results_lib.write_json(os.path.join(workdir, "results.json"), results)
-    plotting.training_curves(records, os.path.join(workdir, "training_curves.png"),
-                             title=config.name)
+    for cb in run_callbacks:
+      cb.write(run, records, results)
   return results

@@ -23,6 +23,7 @@ from absl import logging
 
 from transjax import results as results_lib
 from transjax import train
+from transjax import train_callbacks
 
 REPRODUCED = "reproduced"
 PARTLY = "partly reproduced"
@@ -399,7 +400,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
   """Trains (or resumes, or reuses a finished) run; returns its results.json."""
   if results_lib.finished_with(workdir, config):
     return results_lib.read_json(os.path.join(workdir, "results.json"))
-  return train.train(config, workdir)
+  return train.train(config, workdir, train_callbacks.standard())
 
 
 PARTIAL_DIR = "partial"

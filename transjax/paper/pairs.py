@@ -18,6 +18,7 @@ from transjax import config as config_lib
 from transjax import functional
 from transjax import results as results_lib
 from transjax import train as train_lib
+from transjax import train_callbacks
 from transjax import weights
 from transjax.analysis import batchnorm, gradients
 from transjax.config import data_spec, training_defaults
@@ -183,7 +184,8 @@ def ensure_target_run(config: ml_collections.ConfigDict, run_dir: str, preset: s
   os.makedirs(run_dir, exist_ok=True)
   results_lib.write_json(sidecar, recorded)
   data = run_data.load_data(config)
-  train_lib.train(config, run_dir, callbacks=variation_callbacks(config, settings, data),
+  train_lib.train(config, run_dir, callbacks=[*train_callbacks.standard(),
+                                              *variation_callbacks(config, settings, data)],
                   data=data)
   return run_dir
 
