@@ -167,12 +167,16 @@ def test_a_folder_is_an_added_target_of_the_transfer_experiment(tmp_path):
   from transjax.paper.presets import transfer_targets as presets  # pylint: disable=import-outside-toplevel
   root = _flat_tree(tmp_path / "pets", per_class=10, size=(12, 12))
   c = presets.get_config("smoke")
-  c.shared_dir = str(tmp_path / "shared")
-  c.target_names, c.modes = ("digits",), ("finetune", "scratch")
-  c.train_overrides = "num_steps=2,batch_size=8,log_every=1,eval_every=1,checkpoint_every=2"
   c.folder_targets = str(root)
+  added = transfer_targets.with_folder_targets(c)
+  assert added.target_names == ("shapes", "digits", "pets")      # added, not substituted
+  assert added.targets.pets.train.to_dict() == folder.target(str(root)).train
+  # Trained alone (the preset's targets are trained by the smoke test already).
+  c.shared_dir = str(tmp_path / "shared")
+  c.target_names, c.modes = (), ("finetune", "scratch")
+  c.train_overrides = "num_steps=2,batch_size=8,log_every=1,eval_every=1,checkpoint_every=2"
   results = transfer_targets.run(c, str(tmp_path / "work"))
-  assert results["targets"] == ["digits", "pets"]
+  assert results["targets"] == ["pets"]
   assert set(results["table"]["pets"]) == {"finetune", "scratch"}
   assert "pets" in results["table2"]
   assert "pets: flat image folder" in results["data"]["pets"]
