@@ -177,6 +177,19 @@ def test_find_data_dir_given_then_env_then_beside_the_repository(tmp_path, monke
   assert data.find_data_dir() == str(beside)
 
 
+def test_a_benchmark_never_times_stand_in_images_without_naming_the_folder_and_fix(tmp_path):
+  """benchmark_analysis.load_batch falls back to Gaussian images only with a notice that
+  names the folder it tried, why it failed and the flag that fixes it."""
+  from unittest import mock  # pylint: disable=import-outside-toplevel
+  from experiments import benchmark_analysis  # pylint: disable=import-outside-toplevel
+  with mock.patch.object(benchmark_analysis.logging, "warning") as warning:
+    batch, desc = benchmark_analysis.load_batch(4, str(tmp_path / "empty"))
+  assert desc == "synthetic Gaussian images (stand-in)" and batch["image"].shape == (4, 28, 28, 1)
+  notice = warning.call_args.args[0] % warning.call_args.args[1:]
+  assert str(tmp_path / "empty") in notice and "t10k-images-idx3-ubyte.gz" in notice
+  assert "--data_dir=<folder holding mnist/>" in notice and "TRANSJAX_DATA_DIR" in notice
+
+
 def test_a_relative_folder_is_read_under_data_dir_when_there_else_here(tmp_path, monkeypatch):
   from PIL import Image  # pylint: disable=import-outside-toplevel
   for root in (tmp_path / "data" / "pics", tmp_path / "cwd" / "mine"):
