@@ -54,11 +54,10 @@ from transjax import cli, functional
 from transjax.analysis import hessian
 from transjax.models import build_model
 
-_FLAGS = {}
-
 
 def _define_flags():
-  _FLAGS.update(
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
+  return dict(
       output=flags.DEFINE_string("output", "runs/benchmark_matfree.json",
                                  "Where to write the JSON."),
       num_samples=flags.DEFINE_integer("num_samples", 256,
@@ -89,6 +88,9 @@ def _define_flags():
       data_dir=flags.DEFINE_string("data_dir", None, "MNIST folder (default: "
                                    "$TRANSJAX_DATA_DIR, then ../shared/data beside the "
                                    "repository)."))
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 def matfree_available() -> bool:
@@ -665,7 +667,7 @@ def print_table(o: dict) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  f = {k: v.value for k, v in _FLAGS.items()}
+  f = _FLAGS.values()
   o = benchmark(f["output"], num_samples=f["num_samples"], top_k=f["top_k"], tol=f["tol"],
                 max_steps=f["max_steps"], trace_probes=f["trace_probes"],
                 block_size=f["block_size"], slq_probes_n=f["slq_probes"],
@@ -678,5 +680,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)
