@@ -1,4 +1,5 @@
-r"""Trains on a target dataset: from scratch, as a fixed feature extractor, or fine-tuned.
+r"""Transfer to a target: `experiments.train` (the one training binary) under this name, the
+same flags and behaviour; kept because the README's commands and many run scripts use it.
 
     python -m experiments.finetune --config=configs/lenet_mnist_to_usps.py:quick \
         --config.init_from=runs/lenet_mnist --config.mode=finetune --workdir=runs/usps_finetune
@@ -7,10 +8,7 @@ config.mode: scratch (random init) | fixed (pretrained backbone frozen, new head
 finetune (all layers trained from the pretrained weights, new head).
 """
 
-from experiments import train_common
+from experiments import train
 
 if __name__ == "__main__":
-  train_common.main(
-      "Fine-tuning config: a file under configs/ and a preset (smoke | quick | full), e.g. "
-      "configs/lenet_mnist_to_usps.py:quick; config.mode picks scratch | fixed | finetune "
-      "and config.init_from the pretraining run folder (or torchvision weights file).")
+  train.main()

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-HELPERS = {"__init__", "train_common", "peers"}  # modules the binaries import
+HELPERS = {"__init__", "peers"}  # modules the binaries import
 BINARIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in HELPERS)
 
 
