@@ -113,6 +113,26 @@ def test_resumed_run_reuses_files_and_gives_same_numbers(smoke_run):
     assert results_lib.to_jsonable(again[key]) == results_lib.to_jsonable(report[key]), key
 
 
+def test_interrupted_run_redoes_only_what_is_missing_and_the_same(smoke_run):
+  config, workdir, report, _ = smoke_run
+  ft = sorted(glob.glob(os.path.join(workdir, "finetune", "digits", "*", "*seed1.json")))[0]
+  frozen = sorted(glob.glob(os.path.join(workdir, "frozen", "noisy_shapes", "*.json")))[0]
+  old = {p: json.load(open(p, encoding="utf-8")) for p in (ft, frozen)}
+  for p in old:
+    os.remove(p)
+  lines = []
+  again = study.run_study(config, workdir, log=lines.append)
+  assert len([line for line in lines if line.startswith("[")]) == 2
+  new_ft = json.load(open(ft, encoding="utf-8"))
+  for key in ("val_accuracy", "test_accuracy", "deviation_norm", "train_loss"):
+    assert new_ft[key] == pytest.approx(old[ft][key], rel=1e-5), key
+  new_frozen = json.load(open(frozen, encoding="utf-8"))
+  assert new_frozen["probe"] == old[frozen]["probe"]
+  for name, value in old[frozen]["scores"].items():
+    assert new_frozen["scores"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+  assert again["per_target"]["digits"]["chosen_lr"] == report["per_target"]["digits"]["chosen_lr"]
+
+
 def test_bad_config_is_one_clear_error(tmp_path):
   config = study_config.get_config("smoke")
   with config.unlocked():
@@ -124,5 +144,6 @@ def test_bad_config_is_one_clear_error(tmp_path):
 def test_binary_defines_no_flags_on_import():
   from absl import flags  # pylint: disable=import-outside-toplevel
   before = set(flags.FLAGS)
-  import experiments.transferability_study  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  # pylint: disable-next=import-outside-toplevel,unused-import
+  import experiments.transferability_study  # noqa: F401
   assert set(flags.FLAGS) == before
