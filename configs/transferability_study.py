@@ -8,25 +8,27 @@ Presets:
          candidates from 2 short pretraining runs, 2 targets of 100 training images,
          2 learning rates x 2 seeds of 30 steps, 5 of the scores; under a minute on 2
          CPU cores (most of it JAX compiling).
-  quick: the study of issue 27 on 2 CPU cores in about an hour (see below).
+  quick: the study of issue 27 on 2 CPU cores in about 60-90 minutes (see below).
 
 quick, and how it is sized for about 60-90 minutes on 2 cores (LeNet: ~3 ms a training step,
-resnet_tiny: ~70 ms, measured by benchmark_train):
+resnet_tiny: ~70 ms, measured by benchmark_train; on a machine shared with other jobs, a load
+of ~11 on 2 cores, the first run measured ~10 minutes of pretraining, ~20 s a pair for the
+scores and the probe, 1-4 s a LeNet fine-tune):
   zoo: LeNet-5 pretrained here on MNIST, Fashion-MNIST, USPS, shapes (the synthetic shapes
     task) and grey CIFAR-10 (split A of its test file), each read at 3 pretraining lengths
     (checkpoints at 100, 500 and 2,000 steps of one run, batch 64), plus the wider
     resnet_tiny (16-64 channels, BatchNorm) pretrained on MNIST and grey CIFAR-10 for 600
-    steps: 17 candidates, ~2 minutes of pretraining. The ImageNet EfficientNet-Lite
+    steps: 17 candidates (LeNet 25-45 s a source, resnet_tiny ~4 min). The ImageNet EfficientNet-Lite
     candidates are left out (`imagenet` is empty): a Lite network at the 64 px it needs
     takes ~1 s a training step on these cores, so fine-tuning even one on 5 targets x
     (3 learning rates + 2 seeds) x 150 steps would take hours; `rank_models` scores them.
   targets: USPS, Fashion-MNIST, MNIST (their test files), grey CIFAR-10 (split B) and
     shapes: 500 training, 200 validation, 1,000 test images each, 10 classes; a candidate
-    pretrained on a target's data is never fine-tuned or scored on it (12-17 candidates a
-    target, 71 pairs in all).
+    pretrained on a target's data is never fine-tuned or scored on it (13-14 candidates a
+    target, 68 pairs in all).
   fine-tuning: 150 SGD steps (momentum 0.9, weight decay 5e-4, batch 64, ~19 epochs of
     the 500 images), learning rate from (0.003, 0.01, 0.03) by validation accuracy at the
-    first seed, then 2 more seeds at the chosen rate: 5 runs a pair, 355 runs.
+    first seed, then 2 more seeds at the chosen rate: 5 runs a pair, 340 runs.
   scores: every score of `transferability.SCORES` and the two empirical-NTK theory scores
     (head layer) on the 500 training images the fine-tuning sees; linear probe: logistic
     regression on the frozen features, C from (0.1, 1, 10) by validation accuracy.

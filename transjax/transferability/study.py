@@ -553,7 +553,9 @@ def evaluate(records: dict[str, dict[str, Any]], score_names: Sequence[str], *,
         tab = tables[target_names[i]]
         acc = tab["acc"]
         cols = rng.integers(0, acc.shape[1], acc.shape[1])
-        taus.append(_per_target(tab[f"s:{name}"], acc[:, cols].mean(1))["weighted_tau"])
+        s = tab[f"s:{name}"]
+        taus.append(_safe(ranking.weighted_kendall_tau, s, acc[:, cols].mean(1))
+                    if np.all(np.isfinite(s)) else float("nan"))
       boot.append(_nanmean(taus))
     boot = np.asarray(boot)
     boot = boot[np.isfinite(boot)]
