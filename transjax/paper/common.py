@@ -146,16 +146,34 @@ def welch_p(a: Any, b: Any, alternative: str) -> float | None:
   return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
 
 
-@functools.lru_cache(maxsize=None)
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+  for x in arrays:
+    x.setflags(write=False)
+  return arrays
+
+
+# Above this many degrees of freedom every sample size shares one read-only pair of nodes.
+_LARGE_DOF_NODES = _read_only(np.ones(1), np.ones(1))
+
+
 def _variance_nodes(dof: int) -> tuple[np.ndarray, np.ndarray]:
   """Quadrature over a sample variance: nodes r = s^2 / sigma^2 ~ chi2(dof) / dof, weights."""
-  from scipy import special  # pylint: disable=import-outside-toplevel
   if dof > 300:  # Gamma(dof/2) overflows in the weights; s^2 ~ sigma^2 to within ~8% here
-    return np.ones(1), np.ones(1)
+    return _LARGE_DOF_NODES
+  return _small_dof_nodes(int(dof))
+
+
+# Cache lifetime: the nodes of each sample size are computed once per process and kept
+# while it lives (a pure function of `dof`: at most the 300 sizes up to the cut above,
+# 2 KB each); `_small_dof_nodes.cache_info()` shows them, `.cache_clear()` drops them. The
+# arrays are read-only, as every caller shares them.
+@functools.lru_cache(maxsize=300)
+def _small_dof_nodes(dof: int) -> tuple[np.ndarray, np.ndarray]:
+  from scipy import special  # pylint: disable=import-outside-toplevel
   u, w = special.roots_genlaguerre(128, dof / 2 - 1)  # chi2(dof) = 2 * Gamma(dof/2, 1)
   w = w / w.sum()
   keep = w > 1e-14  # the far tail's nodes carry nothing
-  return 2 * u[keep] / dof, w[keep]
+  return _read_only(2 * u[keep] / dof, w[keep])
 
 
 def detectable_difference(a: Any, b: Any, alternative: str,
