@@ -97,6 +97,8 @@ def test_numbers_are_consistent(smoke_run):
   for key, d in report["deviation"].items():
     assert -1 <= d["spearman_all"] <= 1, key
     assert d["pairs"] == 6 and min(d["measured"]) > 0
+  assert {"theory_deviation:total:chosen lr", "ntk_deviation:head:lr 0.01"} <= set(
+      report["deviation"])
   assert set(report["goal"]["checks"]) >= {"margin_0.10", "above_controls"}
 
 
