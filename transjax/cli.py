@@ -31,9 +31,14 @@ from transjax import interrupts, results, workdir_lock
 
 USER_ERROR_EXIT = 2  # the exit status of a user error (a traceback, i.e. a bug, exits 1)
 
-DEBUG = flags.DEFINE_bool(
-    "debug", False, "Show the full Python traceback of an error instead of its one-line "
-    "message (also: TRANSJAX_DEBUG=1). User errors exit with status 2.")
+
+def define_debug_flag() -> None:
+  """Defines --debug, once. `parse_flags` calls it, so every binary has the flag, while
+  importing this module (as presets and libraries do) defines none."""
+  if "debug" not in flags.FLAGS:
+    flags.DEFINE_bool(
+        "debug", False, "Show the full Python traceback of an error instead of its one-line "
+        "message (also: TRANSJAX_DEBUG=1). User errors exit with status 2.")
 
 
 class _DropChatter(py_logging.Filter):
@@ -69,7 +74,7 @@ def debug_enabled(argv: list[str] | None = None) -> bool:
     return True
   if argv is not None and any(a in ("--debug", "--debug=true", "--debug=True") for a in argv):
     return True
-  return bool(flags.FLAGS.is_parsed() and DEBUG.value)
+  return bool(flags.FLAGS.is_parsed() and "debug" in flags.FLAGS and flags.FLAGS.debug)
 
 
 def one_line(text: str) -> str:
@@ -465,6 +470,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   override that names none is refused with the close names. Pass as
   `app.run(main, flags_parser=cli.parse_flags)`.
   """
+  define_debug_flag()
   flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["debug"])
   if any(a.split("=", 1)[0] in _HELP_FLAGS for a in argv[1:]):
     _print_help(argv)
