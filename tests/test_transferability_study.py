@@ -135,6 +135,19 @@ def test_interrupted_run_redoes_only_what_is_missing_and_the_same(smoke_run):
   assert again["per_target"]["digits"]["chosen_lr"] == report["per_target"]["digits"]["chosen_lr"]
 
 
+def test_a_changed_config_is_refused_but_the_bootstrap_may_change(smoke_run):
+  config, workdir, _, _ = smoke_run
+  changed = study_config.get_config("smoke")
+  with changed.unlocked():
+    changed.finetune.num_steps = 31
+  with pytest.raises(ValueError, match="finetune.num_steps: 30 -> 31"):
+    study.run_study(changed, workdir)
+  changed = study_config.get_config("smoke")
+  with changed.unlocked():
+    changed.bootstrap = 20
+  assert study.run_study(changed, workdir, log=lambda _: None)["bootstrap"]["resamples"] == 20
+
+
 def test_bad_config_is_one_clear_error(tmp_path):
   config = study_config.get_config("smoke")
   with config.unlocked():

@@ -402,6 +402,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   """
   check_config(config)
   workdir = results_lib.ensure_workdir(workdir)
+  check_same_study(config, workdir)
   zoo = pretrain_zoo(config, workdir, log)
   targets = [load_target(dict(t), config.data_dir, int(config.seed)) for t in config.targets]
   lrs = [float(x) for x in config.finetune.lrs]
@@ -463,6 +464,28 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
                                 "num_test": len(t.test)} for t in targets}
   write_report(report, records, workdir)
   return report
+
+
+# Fields that only change the evaluation of the files, not what a file holds.
+EVALUATION_ONLY = ("bootstrap",)
+STUDY_CONFIG = "study_config.json"
+
+
+def check_same_study(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses a workdir whose result files were made with another config (they would be
+  reused as they are); records the config on the first call."""
+  path = os.path.join(workdir, STUDY_CONFIG)
+  new = {k: v for k, v in results_lib.to_jsonable(config).items() if k not in EVALUATION_ONLY}
+  if not os.path.exists(path):
+    results_lib.write_json(path, new)
+    return
+  old = {k: v for k, v in results_lib.read_json(path).items() if k not in EVALUATION_ONLY}
+  diffs = config_lib.config_differences(old, new)
+  if diffs:
+    raise config_lib.ConfigError(
+        f"{workdir} holds a study made with another config ({'; '.join(diffs[:3])}"
+        f"{'; ...' if len(diffs) > 3 else ''}): its result files would be reused as they "
+        f"are. Use a new --workdir, or the config recorded in {path}.")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
