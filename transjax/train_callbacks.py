@@ -20,8 +20,8 @@ This module sits above the trainer and the analysis package; the trainer imports
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 
