@@ -45,11 +45,10 @@ from transjax import functional
 from transjax.analysis import hessian, landscape, subset
 from transjax.models import build_model
 
-_FLAGS = {}
-
 
 def _define_flags():
-  _FLAGS.update(
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
+  return dict(
       output=flags.DEFINE_string("output", "runs/benchmark_analysis.json", "Where to write JSON."),
       resolution=flags.DEFINE_integer("resolution", 51, "Landscape grid side."),
       num_samples=flags.DEFINE_integer("num_samples", 256, "Fixed sample set size."),
@@ -73,6 +72,9 @@ def _define_flags():
       lite0_resolution=flags.DEFINE_integer("lite0_resolution", 11, "Lite0 landscape grid side."),
       data_dir=flags.DEFINE_string("data_dir", None, "MNIST folder (default: "
                                    "$TRANSJAX_DATA_DIR, then ../shared/data beside the repository)."))
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 def load_batch(n: int, data_dir: str | None, name: str = "mnist", split: str = "test", *,
@@ -485,21 +487,17 @@ def print_table(o: dict) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  o = benchmark(_FLAGS["output"].value, _FLAGS["resolution"].value, _FLAGS["num_samples"].value,
-                _FLAGS["top_k"].value, _FLAGS["tol"].value, _FLAGS["data_dir"].value,
-                eigsh_tol=_FLAGS["eigsh_tol"].value, layer=_FLAGS["layer"].value,
-                with_peers=_FLAGS["peers"].value,
-                power_iteration=_FLAGS["power_iteration"].value,
-                train_steps=_FLAGS["train_steps"].value,
-                lite0=(dict(size=_FLAGS["lite0_size"].value,
-                            num_samples=_FLAGS["lite0_samples"].value,
-                            top_k=_FLAGS["lite0_top_k"].value, block=_FLAGS["lite0_block"].value,
-                            resolution=_FLAGS["lite0_resolution"].value)
-                       if _FLAGS["lite0"].value else None))
+  f = _FLAGS
+  o = benchmark(f.output, f.resolution, f.num_samples, f.top_k, f.tol, f.data_dir,
+                eigsh_tol=f.eigsh_tol, layer=f.layer, with_peers=f.peers,
+                power_iteration=f.power_iteration, train_steps=f.train_steps,
+                lite0=(dict(size=f.lite0_size, num_samples=f.lite0_samples,
+                            top_k=f.lite0_top_k, block=f.lite0_block,
+                            resolution=f.lite0_resolution) if f.lite0 else None))
   print_table(o)
-  print(f"-> {_FLAGS['output'].value}")
+  print(f"-> {f.output}")
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)
