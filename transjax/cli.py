@@ -9,6 +9,10 @@ Every config file is checked while the flags are parsed (`parse_flags`): one tha
 import names its file and line, and a field its binary does not know names the close ones.
 SIGTERM and SIGINT end a binary with one `interrupted:` line saying how to resume and the
 status 128 + the signal's number (`run_or_exit`, `transjax.interrupts`).
+
+A binary defines its flags only when it runs, in its `__main__` guard (`BinaryFlags`), and
+importing this module defines none, so any set of binaries and presets imports into one
+process (a test worker) without a DuplicateFlagError.
 """
 
 from __future__ import annotations
