@@ -111,3 +111,18 @@ def test_depthwise_kernel_tangent(stride, padding):
     per_example = lambda f: jax.vmap(jax.grad(lambda w, xi: loss(f)(xi[None], w)),
                                      (None, 0))(w, x)
     _close(per_example(ref), per_example(new))
+
+
+def test_depthwise_input_cotangent_is_materialised_once():
+  """The input path's tangent goes through `ops.conv.materialised`: XLA keeps the
+  conditional in the compiled gradient (else the cotangent's producer is fused into each
+  of the k*k shifted terms), and a NaN kernel gives NaN, not a wrong finite gradient."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 4)).astype(np.float32))
+  w = jnp.asarray(rng.normal(size=(3, 3, 1, 4)).astype(np.float32))
+  loss = lambda x, w: jnp.sum(jnp.tanh(depthwise_conv(jnp.tanh(x), w, (1, 1),
+                                                      ((1, 1), (1, 1)))) ** 2)
+  grad = jax.jit(jax.grad(loss, (0, 1)))
+  assert "conditional(" in grad.lower(x, w).compile().as_text()
+  assert np.all(np.isfinite(np.asarray(grad(x, w)[0])))
+  assert np.all(np.isnan(np.asarray(grad(x, w.at[0, 0, 0, 0].set(jnp.nan))[0])))

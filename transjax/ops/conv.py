@@ -112,16 +112,39 @@ def _depthwise_kernel_term(lhs: jax.Array, rhs_dot: jax.Array, window_strides, p
   return out
 
 
+def materialised(x: jax.Array, witness: jax.Array) -> jax.Array:
+  """`x`, through a conditional that XLA keeps, so that `x` (and, in the transpose, its
+  cotangent) is computed once into a buffer instead of inside each of its consumers.
+
+  Why: in the gradient of a depthwise convolution, the input gradient is k*k shifted
+  copies of `g * w_t` summed, and XLA:CPU fuses the producer of `g` (the BatchNorm and
+  ReLU6 backward below the convolution) into every copy, computing it k*k times. A
+  conditional is a fusion boundary; `lax.optimization_barrier` is not one on XLA:CPU (it
+  is removed before fusion), and a conditional whose predicate is a compile-time
+  constant, or whose branches are equal, is simplified away. So the predicate is read
+  from `witness` (true unless its first element is NaN) and the other branch is `x * NaN`
+  (linear, so its transpose is NaN too), which is what a NaN in the kernel makes of the
+  loss anyway. JAX transposes and differentiates through the conditional (forward-over-
+  reverse HVPs included); under vmap with a batched witness it becomes a select and only
+  the materialisation is lost.
+  """
+  first = witness.reshape(-1)[0]
+  return lax.cond(first == first, lambda a: a, lambda a: a * jnp.nan, x)
+
+
 def depthwise_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
                    padding: Sequence[tuple[int, int]]) -> jax.Array:
   """`depthwise_conv_shifted` whose kernel gradient is a matmul: a `jax.custom_jvp` whose
   tangent is the same (linear) convolution in the input and `_depthwise_kernel_term` in
   the kernel, which JAX transposes into the input gradient (k*k padded products, one
-  elementwise loop) and one `ones @ products` matmul."""
+  elementwise loop over a `materialised` cotangent) and one `ones @ products` matmul.
+  The value is `materialised` too: else XLA fuses the k*k-term sum into each consumer
+  (BatchNorm's statistics, its normalisation, the backward's products), computing it
+  several times."""
 
   @jax.custom_jvp
   def conv(lhs, rhs):
-    return depthwise_conv_shifted(lhs, rhs, window_strides, padding)
+    return materialised(depthwise_conv_shifted(lhs, rhs, window_strides, padding), rhs)
 
   @functools.partial(conv.defjvp, symbolic_zeros=True)
   def _jvp(primals, tangents):
@@ -129,7 +152,8 @@ def depthwise_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int]
     lhs_dot, rhs_dot = tangents
     terms = []
     if not isinstance(lhs_dot, SymbolicZero):
-      terms.append(depthwise_conv_shifted(lhs_dot, rhs, window_strides, padding))
+      terms.append(materialised(depthwise_conv_shifted(lhs_dot, rhs, window_strides, padding),
+                                rhs))
     if not isinstance(rhs_dot, SymbolicZero):
       terms.append(_depthwise_kernel_term(lhs, rhs_dot, window_strides, padding))
     return conv(lhs, rhs), sum(terms[1:], terms[0])
