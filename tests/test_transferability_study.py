@@ -94,6 +94,9 @@ def test_numbers_are_consistent(smoke_run):
     assert row["seconds_mean"] >= 0
   for name in config.scores:
     assert report["summary"][name]["seconds_mean"] > 0
+  src = [x for pt in report["per_target"].values() for x in pt["scores"]["source_accuracy"]]
+  assert src and all(0 <= x <= 1 for x in src)
+  assert len(glob.glob(os.path.join(workdir, "source_accuracy", "*.json"))) == 4
   for key, d in report["deviation"].items():
     assert -1 <= d["spearman_all"] <= 1, key
     assert d["pairs"] == 6 and min(d["measured"]) > 0

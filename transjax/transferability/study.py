@@ -73,7 +73,7 @@ THEORY_SCORES = ("theory_deviation", "theory_generalisation", "ntk_deviation",
 BASELINE_SCORES = ("logme", "sfda", "nleep", "hscore", "shrinkage_hscore", "gbc", "leep",
                    "nce", "transrate", "parc")
 # Fixed rankings that see no target data (recent studies found them hard to beat).
-FIXED_CONTROLS = ("num_params", "pretrain_steps")
+FIXED_CONTROLS = ("num_params", "pretrain_steps", "source_accuracy")
 EVAL_BATCH = 500
 
 
@@ -145,6 +145,33 @@ def pretrain_zoo(config: ml_collections.ConfigDict, workdir: str,
   if len(set(labels)) != len(labels):
     raise config_lib.ConfigError(f"config.sources: candidate names repeat: {labels}.")
   return zoo
+
+
+def source_accuracies(config: ml_collections.ConfigDict, zoo: Sequence[ZooEntry],
+                      workdir: str) -> dict[str, float | None]:
+  """Each pretrained-here candidate's accuracy on its source's test split (its own head):
+  the fixed "source accuracy" ranking. One file per candidate under source_accuracy/;
+  None for imagenet candidates (not measured here)."""
+  out: dict[str, float | None] = {e.label: None for e in zoo}
+  for source in config.sources:
+    source = dict(source)
+    test = None
+    for entry in zoo:
+      if not entry.label.startswith(source["name"] + "/"):
+        continue
+      path = os.path.join(workdir, "source_accuracy", entry.slug + ".json")
+      record = _read(path)
+      if record is None:
+        if test is None:
+          test = data_spec_lib.build(dict(source["test"]), data_dir=config.data_dir or None,
+                                     seed=0)
+        candidate = cand_lib.load_candidate(entry.source)
+        _, probs = cand_lib.features_and_probs(candidate, test)
+        record = {"accuracy": float(np.mean(np.argmax(probs, 1) == test.labels)),
+                  "test": test.describe()}
+        _write(path, record)
+      out[entry.label] = record["accuracy"]
+  return out
 
 
 # -------------------------------------------------------------------------- the targets
@@ -404,6 +431,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   workdir = results_lib.ensure_workdir(workdir)
   check_same_study(config, workdir)
   zoo = pretrain_zoo(config, workdir, log)
+  source_acc = source_accuracies(config, zoo, workdir)
   targets = [load_target(dict(t), config.data_dir, int(config.seed)) for t in config.targets]
   lrs = [float(x) for x in config.finetune.lrs]
   seeds = [int(s) for s in config.finetune.seeds]
@@ -454,7 +482,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
     runs = [grid[lrs.index(chosen)]] + [run(chosen, s) for s in seeds[1:]]
     records.setdefault(target.name, {})[entry.label] = {
         "entry": dataclasses.asdict(entry), "frozen": frozen, "grid": grid,
-        "chosen_lr": chosen, "runs": runs}
+        "chosen_lr": chosen, "runs": runs, "source_accuracy": source_acc[entry.label]}
   report = evaluate(records, list(config.scores), bootstrap=int(config.bootstrap),
                     seed=int(config.seed))
   report["config"] = results_lib.to_jsonable(config)
@@ -546,6 +574,9 @@ def evaluate(records: dict[str, dict[str, Any]], score_names: Sequence[str], *,
       values[name] = np.array([np.nan if recs[c]["frozen"]["scores"].get(name) is None
                                else recs[c]["frozen"]["scores"][name] for c in labels])
     values["num_params"] = np.array([recs[c]["frozen"]["num_params"] for c in labels], float)
+    values["source_accuracy"] = np.array(
+        [np.nan if recs[c].get("source_accuracy") is None else recs[c]["source_accuracy"]
+         for c in labels], float)
     values["pretrain_steps"] = np.array(
         [recs[c]["entry"]["pretrain_steps"] or 1e9 for c in labels], float)
     tables[target] = {"acc": acc, **{f"s:{k}": v for k, v in values.items()}}
@@ -760,8 +791,9 @@ def report_markdown(report: dict[str, Any]) -> str:
                  f"{_fmt(r['vs_probe_weighted_tau'])} | {_fmt(r['seconds_median'], 2)} |")
   lines += ["", f"Interval: percentile bootstrap of the mean weighted tau, "
             f"{report['bootstrap']['resamples']} resamples ({report['bootstrap']['what']}). "
-            "`num_params` and `pretrain_steps` are fixed rankings (no target data); `knn` "
-            "is the 1-NN control.", ""]
+            "`num_params`, `pretrain_steps` and `source_accuracy` (each candidate's "
+            "accuracy on its source's test split, with its own head) are fixed rankings "
+            "(no target data); `knn` is the 1-NN control.", ""]
   lines += ["## Weighted tau per target", "",
             "| score | " + " | ".join(per_target) + " |",
             "|---|" + "---|" * len(per_target)]
@@ -772,13 +804,14 @@ def report_markdown(report: dict[str, Any]) -> str:
   for target, pt in per_target.items():
     lines += [f"## Target {target}", "",
               f"![{target}](fig_{target}.png)", "",
-              "| candidate | fine-tuned test accuracy | chosen lr | linear probe |",
-              "|---|---|---|---|"]
+              "| candidate | fine-tuned test accuracy | chosen lr | linear probe | "
+              "source accuracy |", "|---|---|---|---|---|"]
     order_c = np.argsort(-np.asarray(pt["finetune_mean"]))
     for i in order_c:
       lines.append(f"| {pt['candidates'][i]} | {pt['finetune_mean'][i]:.3f} +- "
                    f"{pt['finetune_std'][i]:.3f} | {pt['chosen_lr'][i]:g} | "
-                   f"{pt['probe'][i]:.3f} |")
+                   f"{pt['probe'][i]:.3f} | "
+                   f"{_fmt(pt['scores']['source_accuracy'][i])} |")
     lines += ["", f"Probe against fine-tuning: weighted tau "
               f"{_fmt(pt['probe_vs_finetune']['weighted_tau'])}.", ""]
   lines += ["## Theorem 2 on the real network", "",
