@@ -15,31 +15,30 @@ from absl import app
 
 from transjax import cli
 
-_FLAGS = {}
-
-
 def _define_flags():
-  """Defined only when run as a program, so tests can import several binaries."""
+  """The binary's flags, by name (`cli.BinaryFlags`: defined when it runs, not on import)."""
   from configs import transferability_study as canonical  # pylint: disable=import-outside-toplevel
-  config, workdir = cli.define_run_flags(
+  return cli.define_run_flags(
       "configs/transferability_study.py:<smoke|quick>; override fields with "
       "--config.finetune.num_steps=100 --config.bootstrap=200 ...",
       "Folder of the study: pretraining runs, one file per result, report.md.",
       fields=cli.preset_fields(canonical.get_config))
-  _FLAGS.update(config=config, workdir=workdir)
+
+
+_FLAGS = cli.BinaryFlags(_define_flags)
 
 
 def main(argv):
   del argv
   cli.setup_logging()
   from transjax.transferability import study  # pylint: disable=import-outside-toplevel
-  report = cli.run_or_exit(study.run_study, _FLAGS["config"].value, _FLAGS["workdir"].value)
+  report = cli.run_or_exit(study.run_study, _FLAGS.config, _FLAGS.workdir)
   goal = report["goal"]
-  print(f"report: {_FLAGS['workdir'].value}/report.md; goal "
+  print(f"report: {_FLAGS.workdir}/report.md; goal "
         f"{'met' if goal.get('met') else 'not met'} (best theory {goal.get('best_theory')}, "
         f"best baseline {goal.get('best_baseline')})")
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(main, flags_parser=cli.parse_flags)
