@@ -31,26 +31,21 @@ from flax import nnx
 from transjax import cli, functional, ops, results
 from transjax.analysis import hessian, landscape
 
-_FLAGS = {}
-
-
-def _define_flags():
-  """Defines the flags when run as a binary (importing the module defines none)."""
-  _FLAGS.update(
-      data_dir=flags.DEFINE_string("data_dir", None, "Folder holding mnist/ (default: "
-                                   "$TRANSJAX_DATA_DIR, then ../shared/data beside the "
-                                   "repository)."),
-      num_samples=flags.DEFINE_integer("num_samples", 256, "MNIST test images the instruments "
-                                       "measure on."),
-      train_steps=flags.DEFINE_integer("train_steps", 100, "SGD steps (batch 64, lr 0.05) on "
-                                       "MNIST's training images before measuring."),
-      top_k=flags.DEFINE_integer("top_k", 3, "Number of top Hessian eigenvalues."),
-      trace_probes=flags.DEFINE_integer("trace_probes", 20, "Hutchinson probes of the trace."),
-      resolution=flags.DEFINE_integer("resolution", 11, "Landscape grid side."),
-      ops_conv=flags.DEFINE_bool("ops_conv", True, "Build the convolutions as transjax.ops.Conv "
-                                 "(CPU formulations) instead of nnx.Conv."),
-      output=flags.DEFINE_string("output", "runs/example_own_model.json",
-                                 "Where to write the JSON."))
+_FLAGS = cli.BinaryFlags(lambda: dict(
+    data_dir=flags.DEFINE_string("data_dir", None, "Folder holding mnist/ (default: "
+                                 "$TRANSJAX_DATA_DIR, then ../shared/data beside the "
+                                 "repository)."),
+    num_samples=flags.DEFINE_integer("num_samples", 256, "MNIST test images the instruments "
+                                     "measure on."),
+    train_steps=flags.DEFINE_integer("train_steps", 100, "SGD steps (batch 64, lr 0.05) on "
+                                     "MNIST's training images before measuring."),
+    top_k=flags.DEFINE_integer("top_k", 3, "Number of top Hessian eigenvalues."),
+    trace_probes=flags.DEFINE_integer("trace_probes", 20, "Hutchinson probes of the trace."),
+    resolution=flags.DEFINE_integer("resolution", 11, "Landscape grid side."),
+    ops_conv=flags.DEFINE_bool("ops_conv", True, "Build the convolutions as transjax.ops.Conv "
+                               "(CPU formulations) instead of nnx.Conv."),
+    output=flags.DEFINE_string("output", "runs/example_own_model.json",
+                               "Where to write the JSON.")))
 
 # The two losses are the same function computed in the same order, up to XLA's fusion
 # choices: float32 rounding, far below any real difference.
@@ -142,7 +137,7 @@ def run(*, data_dir: str | None, num_samples: int, train_steps: int, top_k: int,
 def main(argv):
   del argv
   cli.setup_logging()
-  out = run(**{name: flag.value for name, flag in _FLAGS.items() if name != "output"})
+  out = run(**{name: value for name, value in _FLAGS.values().items() if name != "output"})
   print(f"{out['model']}, {out['num_params']} parameters ({out['conv']}), trained "
         f"{out['train_steps']} steps (loss {out['final_train_loss']:.3f}), "
         f"{out['num_samples']} MNIST test images as an (images, labels) pair:")
@@ -152,11 +147,11 @@ def main(argv):
           f"({r['hvps']} HVPs), trace {r['trace']:.3f}, landscape "
           f"{r['landscape_min']:.3f}..{r['landscape_max']:.3f}, {r['seconds']:.1f} s")
   print("  the two losses agree.")
-  output = _FLAGS["output"].value
+  output = _FLAGS.output
   results.write_json(output, out)
   print(f"-> {output}")
 
 
 if __name__ == "__main__":
-  _define_flags()
+  _FLAGS.define()
   app.run(lambda argv: cli.run_or_exit(main, argv), flags_parser=cli.parse_flags)
