@@ -1,6 +1,8 @@
 """transjax.plotting: contour levels that adapt to the loss range, labelled axes and colour
 bars, integer ticks where an axis counts."""
 
+import warnings
+
 import matplotlib
 import numpy as np
 import pytest
@@ -54,3 +56,14 @@ def test_contour_grid_labels_and_reports_its_spacing(tmp_path):
   step = plotting.contour_grid(str(tmp_path / "g.png"), [("a", flat), ("b", flat)], "two")
   assert step < plotting.CONTOUR_SPACING   # a range of 0.02 gets a finer step
   assert (tmp_path / "g.png").exists()
+
+
+def test_training_curves_without_the_deviation_callback(tmp_path):
+  """A run without `train_callbacks.Deviation` has no deviation keys: the figure is still
+  drawn, its deviation panel empty and no legend warning for it."""
+  records = [{"step": 1, "train_loss": 2.0, "train_error": 0.5},
+             {"step": 2, "test_loss": 1.5, "test_error": 0.4, "train_eval_error": 0.3}]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    path = plotting.training_curves(records, str(tmp_path / "curves.png"))
+  assert (tmp_path / "curves.png").stat().st_size > 0 and path.endswith("curves.png")

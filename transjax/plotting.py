@@ -299,7 +299,8 @@ def tsne_scatter(path: str, embedding: np.ndarray, datasets: Sequence[str],
 
 
 def training_curves(records: Sequence[Mapping], path: str, *, title: str = "") -> str:
-  """A run's metrics.jsonl as three panels: loss, error and deviation against step."""
+  """A run's metrics.jsonl as three panels: loss, error and deviation against step (the
+  deviation panel is left empty for records without the `Deviation` callback's keys)."""
   train = [r for r in records if "train_loss" in r]
   evals = [r for r in records if "test_loss" in r]
   fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
@@ -312,12 +313,17 @@ def training_curves(records: Sequence[Mapping], path: str, *, title: str = "") -
     axes[0].plot(steps, [r["test_loss"] for r in evals], "o-", label="test")
     axes[1].plot(steps, [100 * r["test_error"] for r in evals], "o-", label="test")
     axes[1].plot(steps, [100 * r["train_eval_error"] for r in evals], "s--", label="train (eval)")
-    axes[2].plot(steps, [r["deviation_last"] for r in evals], "o-", label="last layer")
-    axes[2].plot(steps, [r["deviation_sum"] for r in evals], "s-", label="sum over layers")
+    with_dev = [r for r in evals if "deviation_last" in r]
+    if with_dev:
+      dev_steps = [r["step"] for r in with_dev]
+      axes[2].plot(dev_steps, [r["deviation_last"] for r in with_dev], "o-", label="last layer")
+      axes[2].plot(dev_steps, [r["deviation_sum"] for r in with_dev], "s-",
+                   label="sum over layers")
   for ax, label in zip(axes, ("loss", "error (%)", "‖W − W0‖_F / √n")):
     ax.set_xlabel("step")
     ax.set_ylabel(label)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8)
   if title:
     fig.suptitle(title)
   return _save(fig, path)

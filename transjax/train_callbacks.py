@@ -12,7 +12,7 @@ which adds, as every run folder had them before the trainer took callbacks:
   metrics.jsonl ("deviation_last", "deviation_sum", "deviation": per layer) and in
   results.json ("deviation": {"last_layer", "sum", "per_layer"} at the last evaluation);
 * `TrainingCurves`: training_curves.png in the run folder (loss, error and deviation
-  against step, from metrics.jsonl; it reads `Deviation`'s keys, so it goes with it).
+  against step, from metrics.jsonl; the deviation panel is drawn where `Deviation` ran).
 
 This module sits above the trainer and the analysis package; the trainer imports neither.
 """

@@ -176,7 +176,8 @@ def gradient_variation(loss_fn: Callable, params: Any, state: Any, batch: Mappin
 class GradientVariationCallback:
   """Training callback: `gradient_variations` at step 1 and every `every_n_steps` steps.
 
-  The trainer calls `metrics.update(cb(step, params, state))` where `cb.should_run(step)`.
+  A `transjax.train.StepCallback`: the trainer calls `cb(step, params, state)` where
+  `cb.should_run(step)` and logs the record it returns.
   The loss function is given here or bound later with `bind(loss_fn)` (the trainer builds
   the model). Output keys, per protocol: f"{prefix}{protocol}/max_change", ".../max_abs_change",
   ".../max_rise", ".../descent", ".../grad_norm", and with gradients

@@ -552,7 +552,8 @@ def _figures(results: dict[str, Any], workdir: str) -> list[str]:
     ax.set_xlabel("step")
     ax.set_ylabel(r"$\|W - W_0\|_F / \sqrt{n}$")
     ax.set_title(label)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8)
   fig.suptitle("Fig 2: deviation from the starting weights during transfer")
   plotting.save_figure(fig, os.path.join(workdir, FIGURES[0]))
 
