@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -38,28 +39,12 @@ def _tiny_training_config(**overrides):
                         "checkpoint_every": 4, **overrides})
 
 
-class _KillAt:
-  """A training callback that kills process 1 with SIGKILL after `step` steps."""
+class _SignalAt:
+  """A training callback that sends process 1 alone `signum` after `step` steps (printing
+  `announce` and the time first, when given)."""
 
-  def __init__(self, step: int):
-    self.step = step
-
-  def should_run(self, step: int) -> bool:
-    return step == self.step
-
-  def __call__(self, step, params, state):
-    import jax  # pylint: disable=import-outside-toplevel
-    if jax.process_index() == 1:
-      print(f"KILL_AT {time.time()}", flush=True)
-      os.kill(os.getpid(), 9)
-    return {}
-
-
-class _TermAt:
-  """A training callback that sends SIGTERM to process 1 alone after `step` steps."""
-
-  def __init__(self, step: int):
-    self.step = step
+  def __init__(self, step: int, signum: int, announce: str | None = None):
+    self.step, self.signum, self.announce = step, signum, announce
 
   def should_run(self, step: int) -> bool:
     return step == self.step
@@ -67,14 +52,18 @@ class _TermAt:
   def __call__(self, step, params, state):
     import jax  # pylint: disable=import-outside-toplevel
     if jax.process_index() == 1:
-      os.kill(os.getpid(), 15)
+      if self.announce:
+        print(f"{self.announce} {time.time()}", flush=True)
+      os.kill(os.getpid(), self.signum)
     return {}
 
 
 def _worker_train(outdir: str, kill: bool = False, term: bool = False) -> None:
   from transjax import cli, train, train_callbacks  # pylint: disable=import-outside-toplevel
   config = _tiny_training_config()
-  callbacks = train_callbacks.standard() + ([_KillAt(2)] if kill else [_TermAt(3)] if term else [])
+  signals = ([_SignalAt(2, signal.SIGKILL, "KILL_AT")] if kill
+             else [_SignalAt(3, signal.SIGTERM)] if term else [])
+  callbacks = train_callbacks.standard() + signals
   # As the binaries run it: a signal ends in one line and status 128 + signal.
   cli.run_or_exit(train.train, config, os.path.join(outdir, "run"), callbacks)
 
