@@ -526,9 +526,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise config_lib.ConfigError("config.finetune.lrs and .seeds must not be empty.")
   if not config.targets:
     raise config_lib.ConfigError("config.targets is empty: name at least one target.")
+  domains = {dict(s)["domain"] for s in config.sources} | (
+      {"imagenet"} if config.imagenet else set())
   for t in config.targets:
-    domains = {dict(s)["domain"] for s in config.sources} | (
-        {"imagenet"} if config.imagenet else set())
     if len(domains - {t["domain"]}) == 0:
       raise config_lib.ConfigError(f"target {t['name']}: every candidate is pretrained on its "
                                    "own domain; add sources from other data.")
